@@ -1,0 +1,317 @@
+//! The `bouncelens` command line: a thin layer over the library.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use bouncelens::classify;
+use bouncelens::config::Config;
+use bouncelens::model::{Lang, Row, StatusCode};
+use bouncelens::rules::{MatchInput, RuleSet};
+
+#[derive(Parser)]
+#[command(
+    name = "bouncelens",
+    version,
+    about = "Receive, classify and explain bounce messages (DSNs / NDRs)",
+    long_about = "bouncelens receives delivery status notifications over SMTP or LMTP, keeps them \
+                  durably on disk, classifies every failed recipient (status, reason, cause, who must \
+                  fix it), exports Prometheus metrics and sends advice mail in English or Japanese."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// One JSON object per recipient row (the events-log format).
+    Jsonl,
+    /// One JSON array of all rows.
+    Json,
+    /// A readable summary per recipient.
+    Text,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (SMTP/LMTP listener, spool, metrics, advice mail).
+    ///
+    /// With no --config it runs on built-in defaults: SMTP on 127.0.0.1:2525, metrics on
+    /// 127.0.0.1:9465, spool under ./var, advice written as .eml files under ./var/outbox.
+    Serve {
+        /// Config file (TOML); see config/bouncelens.toml for every key.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Log line format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Classify bounce files offline and print one result per recipient.
+    ///
+    /// PATH may be a file (one message, or an mbox of several), a directory (every file
+    /// inside, recursively, in name order) or - for standard input.
+    Classify {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+        /// Language of cause titles and advice.
+        #[arg(long, default_value = "en")]
+        lang: Lang,
+        /// Extra rule directory (may repeat); its rules add to or replace built-in ones.
+        #[arg(long = "rules", value_name = "DIR")]
+        rules: Vec<PathBuf>,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Show which rule matches a status code (and optional diagnostic text), and its advice.
+    Explain {
+        /// Enhanced status code, e.g. 5.7.1
+        status: String,
+        /// Diagnostic text, e.g. "550 5.7.1 Unable to relay"
+        text: Vec<String>,
+        #[arg(long, default_value = "en")]
+        lang: Lang,
+        #[arg(long = "rules", value_name = "DIR")]
+        rules: Vec<PathBuf>,
+    },
+    /// Load and validate the config and rule files; report exactly what is wrong.
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, log_format } => serve(config.as_deref(), log_format),
+        Command::Classify {
+            format,
+            lang,
+            rules,
+            paths,
+        } => classify_cmd(format, lang, &rules, &paths),
+        Command::Explain {
+            status,
+            text,
+            lang,
+            rules,
+        } => explain(&status, &text.join(" "), lang, &rules),
+        Command::CheckConfig { config } => check_config(config.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bouncelens: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    })
+}
+
+fn load_rules(builtin: bool, dirs: &[PathBuf]) -> Result<RuleSet> {
+    Ok(RuleSet::from_config(builtin, dirs)?)
+}
+
+fn serve(config: Option<&Path>, log_format: LogFormat) -> Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(bouncelens::server::serve(cfg))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(config: Option<&Path>) -> Result<ExitCode> {
+    let cfg = load_config(config)?;
+    let rules = load_rules(cfg.rules.builtin, &cfg.rules.dirs)?;
+    match config {
+        Some(p) => println!("{}: ok", p.display()),
+        None => println!("built-in defaults: ok"),
+    }
+    println!("rules: {} loaded", rules.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every input file under `paths`, in order (directories recursively, sorted by name).
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot list {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            collect_files(&e, out)?;
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn classify_cmd(
+    format: Format,
+    lang: Lang,
+    rule_dirs: &[PathBuf],
+    paths: &[PathBuf],
+) -> Result<ExitCode> {
+    let rules = load_rules(true, rule_dirs)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut all_rows: Vec<Row> = Vec::new();
+    let mut failed = false;
+    let mut emit = |rows: Vec<Row>, out: &mut BufWriter<io::StdoutLock<'_>>| -> Result<()> {
+        match format {
+            Format::Jsonl => {
+                for r in &rows {
+                    serde_json::to_writer(&mut *out, r)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            Format::Text => {
+                for r in &rows {
+                    write_text_row(out, r)?;
+                }
+            }
+            Format::Json => all_rows.extend(rows),
+        }
+        Ok(())
+    };
+    for p in paths {
+        if p.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read standard input")?;
+            emit(classify::analyze(&buf, &rules, lang, "-"), &mut out)?;
+            continue;
+        }
+        let mut files = Vec::new();
+        if let Err(e) = collect_files(p, &mut files) {
+            eprintln!("bouncelens: {e:#}");
+            failed = true;
+            continue;
+        }
+        for f in files {
+            match std::fs::read(&f) {
+                Ok(buf) => emit(
+                    classify::analyze(&buf, &rules, lang, &f.display().to_string()),
+                    &mut out,
+                )?,
+                Err(e) => {
+                    eprintln!("bouncelens: cannot read {}: {e}", f.display());
+                    failed = true;
+                }
+            }
+        }
+    }
+    if let Format::Json = format {
+        serde_json::to_writer_pretty(&mut out, &all_rows)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn write_text_row(out: &mut impl Write, r: &Row) -> io::Result<()> {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    writeln!(
+        out,
+        "{} #{}  {}  {} {}  {}{}",
+        r.source,
+        r.message_index,
+        dash(&r.recipient),
+        dash(&r.status),
+        r.reply_code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into()),
+        r.reason,
+        match r.hard_bounce {
+            Some(true) => "  [hard bounce]",
+            _ => "",
+        }
+    )?;
+    if let Some(c) = &r.cause {
+        writeln!(out, "    {} (fix by: {})  [{}]", c.title, c.fix_by, c.id)?;
+        writeln!(out, "    {}", c.advice)?;
+    }
+    if let Some(d) = &r.diagnostic {
+        writeln!(out, "    diagnostic: {d}")?;
+    }
+    writeln!(out)
+}
+
+fn explain(status: &str, text: &str, lang: Lang, rule_dirs: &[PathBuf]) -> Result<ExitCode> {
+    let rules = load_rules(true, rule_dirs)?;
+    let code: StatusCode = status.parse()?;
+    let reply_code = text
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse::<u16>().ok())
+        .filter(|c| (200..600).contains(c));
+    let input = MatchInput {
+        status: Some(code),
+        reply_code,
+        text,
+        hosts: &[],
+        command: None,
+    };
+    let cands = rules.candidates(&input);
+    let Some(best) = cands.first() else {
+        println!("{code}: no rule matches");
+        return Ok(ExitCode::from(1));
+    };
+    let r = best.rule;
+    let t = r.text_for(lang);
+    println!(
+        "{code}  ->  {}  (reason: {}, fix by: {})",
+        r.id, r.reason, r.fix_by
+    );
+    println!("rule: {}", r.origin);
+    println!("\n{}\n\n{}", t.title, t.advice);
+    for (i, s) in t.steps.iter().enumerate() {
+        println!("  {}. {s}", i + 1);
+    }
+    if let Some(u) = &r.reference {
+        println!("\nreference: {u}");
+    }
+    if cands.len() > 1 {
+        println!("\nalso matched (less specific):");
+        for c in &cands[1..cands.len().min(6)] {
+            println!("  {}  ({})", c.rule.id, c.rule.origin);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,783 @@
+//! Rule packs: load `rules/*.toml`, validate them, and answer "which rule explains this
+//! failure?" quickly.
+//!
+//! Rules are data reviewed by mail admins (SPEC.md "Rule files"), so loading is strict:
+//! unknown keys, bad codes, bad regexes, unknown reasons and ambiguous ties are refused
+//! with `file:line`. A loaded [`RuleSet`] is immutable; the daemon swaps in a new one on
+//! SIGHUP and keeps the old one if loading fails.
+//!
+//! ## Precedence
+//! Every rule that matches gets a rank; the highest rank wins:
+//! 1. rules with a text pattern beat rules without (the server's words are more specific
+//!    than its code, and many servers send the wrong code);
+//! 2. then by how the status selector matched: exact > range > subject default (`X.Y.0`,
+//!    `X.Y.*`) > class default (`X.0.0`, `X.*.*`) > no status selector;
+//! 3. then rules with more selectors (`host`, `reply_code`, `command`) beat fewer;
+//! 4. then `priority` (default 0), higher first.
+//!
+//! Two rules that could tie on all four are refused at load time when that can be known
+//! statically (same selectors, or a shared text pattern). Text rules with *different*
+//! patterns that both match one diagnostic are decided by the earliest match in the text,
+//! then by load order; `explain` shows the runner-up so such overlaps are visible.
+//!
+//! ## Layers
+//! Rules load in layers: the built-in packs, then each configured directory in order.
+//! A rule whose `id` already exists in an earlier layer replaces it (local overrides);
+//! a duplicate `id` within one layer is an error.
+
+mod builtin;
+mod schema;
+pub mod selector;
+mod text;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{Cause, FixBy, Lang, Reason, StatusCode};
+pub use selector::{CodeTier, StatusSelector};
+use text::PatternSet;
+
+/// Where a rule was defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// Title, advice and steps of a rule in one language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleText {
+    pub title: String,
+    pub advice: String,
+    pub steps: Vec<String>,
+}
+
+/// One validated rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub origin: Origin,
+    pub pack: Option<String>,
+    pub status: Vec<StatusSelector>,
+    pub text: Vec<String>,
+    pub host: Vec<String>,
+    pub reply_code: Vec<u16>,
+    /// Upper-case SMTP verbs (`MAIL`, `RCPT`, `DATA`, ...).
+    pub command: Vec<String>,
+    pub priority: i32,
+    pub reason: Reason,
+    pub fix_by: FixBy,
+    pub reference: Option<String>,
+    pub en: RuleText,
+    pub ja: RuleText,
+}
+
+impl Rule {
+    pub fn text_for(&self, lang: Lang) -> &RuleText {
+        match lang {
+            Lang::En => &self.en,
+            Lang::Ja => &self.ja,
+        }
+    }
+
+    /// The `cause` object of a classify row.
+    pub fn cause(&self, lang: Lang) -> Cause {
+        let t = self.text_for(lang);
+        Cause {
+            id: self.id.clone(),
+            title: t.title.clone(),
+            fix_by: self.fix_by,
+            advice: t.advice.clone(),
+            reference: self.reference.clone(),
+        }
+    }
+
+    fn extra_selectors(&self) -> u8 {
+        u8::from(!self.host.is_empty())
+            + u8::from(!self.reply_code.is_empty())
+            + u8::from(!self.command.is_empty())
+    }
+}
+
+/// What a failure looks like to the matcher.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MatchInput<'a> {
+    pub status: Option<StatusCode>,
+    pub reply_code: Option<u16>,
+    /// The diagnostic text (whitespace-normalised by the caller).
+    pub text: &'a str,
+    /// Reporting and remote MTA names.
+    pub hosts: &'a [&'a str],
+    /// The SMTP command that failed, upper case.
+    pub command: Option<&'a str>,
+}
+
+/// How a rule matched: comparable, higher is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rank {
+    pub has_text: bool,
+    pub code: CodeTier,
+    pub extra_selectors: u8,
+    pub priority: i32,
+}
+
+/// A matching rule with its rank.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'r> {
+    pub rule: &'r Rule,
+    pub rank: Rank,
+}
+
+/// A rule file's name and contents (from disk or compiled into the binary).
+#[derive(Debug, Clone)]
+pub struct RuleSource {
+    pub name: String,
+    pub text: String,
+}
+
+impl RuleSource {
+    /// Every `*.toml` in `dir`, sorted by file name.
+    pub fn read_dir(dir: &Path) -> Result<Vec<RuleSource>> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(ErrorKind::Rules, "cannot read rules directory", dir, e))?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| Error::io(ErrorKind::Rules, "cannot read rule file", &p, e))?;
+                Ok(RuleSource {
+                    name: p.display().to_string(),
+                    text,
+                })
+            })
+            .collect()
+    }
+
+    /// The packs shipped in `rules/`, compiled into the binary.
+    pub fn builtin() -> Vec<RuleSource> {
+        builtin::PACKS
+            .iter()
+            .map(|(name, text)| RuleSource {
+                name: (*name).to_string(),
+                text: (*text).to_string(),
+            })
+            .collect()
+    }
+}
+
+/// A compiled, immutable rule set.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    text: PatternSet,
+    host: PatternSet,
+    /// Rules without text patterns, by exact status selector code.
+    by_code: HashMap<StatusCode, Vec<usize>>,
+    /// Rules without text patterns whose selectors are not all exact codes.
+    other_untexted: Vec<usize>,
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src.as_bytes()[..offset.min(src.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn rules_error(file: &str, line: usize, msg: impl fmt::Display) -> Error {
+    Error::new(ErrorKind::Rules, format!("{file}:{line}: {msg}"))
+}
+
+fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
+    let raw: schema::RawFile = toml::from_str(&src.text).map_err(|e| {
+        let line = e.span().map(|s| line_of(&src.text, s.start)).unwrap_or(1);
+        rules_error(&src.name, line, e.message())
+    })?;
+    let pack = raw.pack.map(|p| p.name);
+    let mut out = Vec::with_capacity(raw.rule.len());
+    for spanned in raw.rule {
+        let rule_line = line_of(&src.text, spanned.span().start);
+        let r = spanned.into_inner();
+        let at = |span: std::ops::Range<usize>| line_of(&src.text, span.start);
+        let err = |line: usize, msg: String| rules_error(&src.name, line, msg);
+
+        let id = r.id.get_ref().trim().to_string();
+        if id.is_empty() || id.contains(char::is_whitespace) {
+            return Err(err(
+                at(r.id.span()),
+                format!("rule id {id:?} must be non-empty with no spaces"),
+            ));
+        }
+        let mut status = Vec::new();
+        if let Some(s) = r.status {
+            let line = at(s.span());
+            for sel in s.into_inner().into_vec() {
+                status.push(
+                    StatusSelector::parse(&sel)
+                        .map_err(|m| err(line, format!("rule {id}: {m}")))?,
+                );
+            }
+        }
+        let text = match r.text {
+            Some(t) => {
+                let line = at(t.span());
+                let pats = t.into_inner().into_vec();
+                for p in &pats {
+                    if p.trim().is_empty() {
+                        return Err(err(line, format!("rule {id}: empty text pattern")));
+                    }
+                    text::compile_one(p).map_err(|e| {
+                        err(line, format!("rule {id}: bad text pattern {p:?}: {e}"))
+                    })?;
+                }
+                pats
+            }
+            None => Vec::new(),
+        };
+        let host = match r.host {
+            Some(h) => {
+                let line = at(h.span());
+                let pats = h.into_inner().into_vec();
+                for p in &pats {
+                    text::compile_one(p).map_err(|e| {
+                        err(line, format!("rule {id}: bad host pattern {p:?}: {e}"))
+                    })?;
+                }
+                pats
+            }
+            None => Vec::new(),
+        };
+        let reply_code = match r.reply_code {
+            Some(c) => {
+                let line = at(c.span());
+                let codes = c.into_inner().into_vec();
+                if let Some(bad) = codes.iter().find(|c| !(200..600).contains(*c)) {
+                    return Err(err(
+                        line,
+                        format!("rule {id}: reply_code {bad} is not an SMTP reply code"),
+                    ));
+                }
+                codes
+            }
+            None => Vec::new(),
+        };
+        let command = r
+            .command
+            .map(|c| {
+                c.into_inner()
+                    .into_vec()
+                    .into_iter()
+                    .map(|v| v.to_ascii_uppercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let reason: Reason = r
+            .reason
+            .get_ref()
+            .parse()
+            .map_err(|m: String| err(at(r.reason.span()), format!("rule {id}: {m}")))?;
+        let fix_by: FixBy = serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
+            serde::de::value::Error,
+        >::new(r.fix_by.get_ref()))
+        .map_err(|_| {
+            err(
+                at(r.fix_by.span()),
+                format!(
+                    "rule {id}: fix_by {:?} must be one of sender, sender_admin, recipient, recipient_admin, none",
+                    r.fix_by.get_ref()
+                ),
+            )
+        })?;
+        let texts = |t: toml::Spanned<schema::RawText>, lang: &str| -> Result<RuleText> {
+            let line = at(t.span());
+            let t = t.into_inner();
+            if t.title.trim().is_empty() || t.advice.trim().is_empty() {
+                return Err(err(
+                    line,
+                    format!("rule {id}: {lang}.title and {lang}.advice must not be empty"),
+                ));
+            }
+            Ok(RuleText {
+                title: t.title.trim().to_string(),
+                advice: t.advice.trim().to_string(),
+                steps: t.steps.into_iter().map(|s| s.trim().to_string()).collect(),
+            })
+        };
+        let en = texts(r.en, "en")?;
+        let ja = texts(r.ja, "ja")?;
+        out.push(Rule {
+            id,
+            origin: Origin {
+                file: src.name.clone(),
+                line: rule_line,
+            },
+            pack: pack.clone(),
+            status,
+            text,
+            host,
+            reply_code,
+            command,
+            priority: r.priority,
+            reason,
+            fix_by,
+            reference: r.reference,
+            en,
+            ja,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether two rules could both match one failure with equal rank, known statically.
+fn static_tie(a: &Rule, b: &Rule) -> bool {
+    if a.text.is_empty() != b.text.is_empty()
+        || a.priority != b.priority
+        || a.extra_selectors() != b.extra_selectors()
+    {
+        return false;
+    }
+    let status_overlap = match (a.status.is_empty(), b.status.is_empty()) {
+        (true, true) => true,
+        (false, false) => a
+            .status
+            .iter()
+            .any(|x| b.status.iter().any(|y| x.same_tier_overlap(y))),
+        _ => false,
+    };
+    let list_overlap = |x: &[u16], y: &[u16]| {
+        x.is_empty() == y.is_empty() && (x.is_empty() || x.iter().any(|v| y.contains(v)))
+    };
+    let cmd_overlap = a.command.is_empty() == b.command.is_empty()
+        && (a.command.is_empty() || a.command.iter().any(|v| b.command.contains(v)));
+    let host_same = a.host.is_empty() == b.host.is_empty()
+        && (a.host.is_empty()
+            || a.host
+                .iter()
+                .any(|p| b.host.iter().any(|q| p.eq_ignore_ascii_case(q))));
+    let text_shared = a.text.is_empty()
+        || a.text
+            .iter()
+            .any(|p| b.text.iter().any(|q| p.to_lowercase() == q.to_lowercase()));
+    status_overlap
+        && list_overlap(&a.reply_code, &b.reply_code)
+        && cmd_overlap
+        && host_same
+        && text_shared
+}
+
+impl RuleSet {
+    /// Loads layers of rule sources (see the module docs on layers and precedence).
+    pub fn load(layers: &[Vec<RuleSource>]) -> Result<RuleSet> {
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for layer in layers {
+            let mut seen_in_layer: HashMap<String, Origin> = HashMap::new();
+            for src in layer {
+                for rule in parse_source(src)? {
+                    if let Some(first) = seen_in_layer.get(&rule.id) {
+                        return Err(rules_error(
+                            &rule.origin.file,
+                            rule.origin.line,
+                            format!("duplicate rule id {} (first defined at {first})", rule.id),
+                        ));
+                    }
+                    seen_in_layer.insert(rule.id.clone(), rule.origin.clone());
+                    match index.get(&rule.id) {
+                        Some(&i) => rules[i] = rule,
+                        None => {
+                            index.insert(rule.id.clone(), rules.len());
+                            rules.push(rule);
+                        }
+                    }
+                }
+            }
+        }
+        Self::compile(rules)
+    }
+
+    /// The built-in packs only.
+    pub fn builtin() -> Result<RuleSet> {
+        Self::load(&[RuleSource::builtin()])
+    }
+
+    /// Built-in packs (if `builtin`), then each directory as its own layer.
+    pub fn from_config(builtin: bool, dirs: &[PathBuf]) -> Result<RuleSet> {
+        let mut layers = Vec::new();
+        if builtin {
+            layers.push(RuleSource::builtin());
+        }
+        for d in dirs {
+            layers.push(RuleSource::read_dir(d)?);
+        }
+        Self::load(&layers)
+    }
+
+    fn compile(rules: Vec<Rule>) -> Result<RuleSet> {
+        // Refuse ties that can be known statically. Bucket by (has_text, first class)
+        // to keep this well below quadratic in practice.
+        for (i, a) in rules.iter().enumerate() {
+            for b in &rules[i + 1..] {
+                if static_tie(a, b) {
+                    return Err(rules_error(
+                        &b.origin.file,
+                        b.origin.line,
+                        format!(
+                            "rule {} ties with rule {} at {}: both match the same failures equally \
+                             specifically; make one more specific or give one a higher priority",
+                            b.id, a.id, a.origin
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut text_patterns = Vec::new();
+        let mut host_patterns = Vec::new();
+        let mut by_code: HashMap<StatusCode, Vec<usize>> = HashMap::new();
+        let mut other_untexted = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            text_patterns.extend(r.text.iter().map(|p| (i, p.clone())));
+            host_patterns.extend(r.host.iter().map(|p| (i, p.clone())));
+            if r.text.is_empty() {
+                let all_exact = !r.status.is_empty()
+                    && r.status
+                        .iter()
+                        .all(|s| matches!(s, StatusSelector::Exact(_)));
+                if all_exact {
+                    for s in &r.status {
+                        if let StatusSelector::Exact(c) = s {
+                            by_code.entry(*c).or_default().push(i);
+                        }
+                    }
+                } else {
+                    other_untexted.push(i);
+                }
+            }
+        }
+        let text = PatternSet::build(&text_patterns).map_err(|e| {
+            Error::new(
+                ErrorKind::Rules,
+                format!("cannot compile text patterns: {e}"),
+            )
+        })?;
+        let host = PatternSet::build(&host_patterns).map_err(|e| {
+            Error::new(
+                ErrorKind::Rules,
+                format!("cannot compile host patterns: {e}"),
+            )
+        })?;
+        Ok(RuleSet {
+            rules,
+            text,
+            host,
+            by_code,
+            other_untexted,
+        })
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// The best rule for `input`, if any rule matches.
+    pub fn resolve(&self, input: &MatchInput<'_>) -> Option<&Rule> {
+        self.candidates(input).into_iter().next().map(|c| c.rule)
+    }
+
+    /// Every matching rule, best first (for `explain`).
+    pub fn candidates(&self, input: &MatchInput<'_>) -> Vec<Candidate<'_>> {
+        let n = self.rules.len();
+        let mut text_hit = vec![false; n];
+        if !input.text.is_empty() {
+            self.text.mark_matches(input.text, &mut text_hit);
+        }
+        let mut host_hit: Option<Vec<bool>> = None;
+
+        let mut consider: Vec<usize> = (0..n).filter(|&i| text_hit[i]).collect();
+        if let Some(code) = input.status {
+            for key in [
+                code,
+                StatusCode::new(code.class, code.subject, 0),
+                StatusCode::new(code.class, 0, 0),
+            ] {
+                if let Some(v) = self.by_code.get(&key) {
+                    consider.extend(v);
+                }
+            }
+        }
+        consider.extend(&self.other_untexted);
+        consider.sort_unstable();
+        consider.dedup();
+
+        let mut out: Vec<(Candidate<'_>, usize)> = Vec::new();
+        for i in consider {
+            let rule = &self.rules[i];
+            let code_tier = if rule.status.is_empty() {
+                CodeTier::Unconstrained
+            } else {
+                let Some(code) = input.status else { continue };
+                match rule.status.iter().filter_map(|s| s.tier_for(code)).max() {
+                    Some(t) => t,
+                    None => continue,
+                }
+            };
+            if !rule.reply_code.is_empty()
+                && !input
+                    .reply_code
+                    .is_some_and(|c| rule.reply_code.contains(&c))
+            {
+                continue;
+            }
+            if !rule.command.is_empty()
+                && !input
+                    .command
+                    .is_some_and(|c| rule.command.iter().any(|x| x.eq_ignore_ascii_case(c)))
+            {
+                continue;
+            }
+            if !rule.host.is_empty() {
+                let hits = host_hit.get_or_insert_with(|| {
+                    let mut h = vec![false; n];
+                    for host in input.hosts {
+                        self.host.mark_matches(host, &mut h);
+                    }
+                    h
+                });
+                if !hits[i] {
+                    continue;
+                }
+            }
+            if rule.status.is_empty() && rule.text.is_empty() && rule.extra_selectors() == 0 {
+                continue; // a rule with no selectors at all matches nothing
+            }
+            let rank = Rank {
+                has_text: !rule.text.is_empty(),
+                code: code_tier,
+                extra_selectors: rule.extra_selectors(),
+                priority: rule.priority,
+            };
+            out.push((Candidate { rule, rank }, i));
+        }
+        // Best rank first; equal-ranked text rules by earliest match, then load order.
+        out.sort_by(|(a, ia), (b, ib)| {
+            b.rank.cmp(&a.rank).then_with(|| {
+                let pos = |i: usize| {
+                    self.text
+                        .first_match_offset(i, input.text)
+                        .unwrap_or(usize::MAX)
+                };
+                if a.rank.has_text {
+                    pos(*ia).cmp(&pos(*ib)).then(ia.cmp(ib))
+                } else {
+                    ia.cmp(ib)
+                }
+            })
+        });
+        out.into_iter().map(|(c, _)| c).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<RuleSet> {
+        RuleSet::load(&[vec![RuleSource {
+            name: "t.toml".into(),
+            text: text.into(),
+        }]])
+    }
+
+    const T: &str = r#"en = { title = "t", advice = "a" }
+ja = { title = "t", advice = "a" }
+"#;
+
+    fn rule(id: &str, body: &str) -> String {
+        format!("[[rule]]\nid = \"{id}\"\n{body}\nfix_by = \"sender\"\n{T}\n")
+    }
+
+    fn input(status: &str, text: &'static str) -> MatchInput<'static> {
+        MatchInput {
+            status: status.parse().ok(),
+            text,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn precedence_text_then_exact_then_range_then_default() {
+        let set = load(
+            &[
+                rule("cls", "status = \"5.0.0\"\nreason = \"undefined\""),
+                rule("sub", "status = \"5.7.0\"\nreason = \"securityerror\""),
+                rule("rng", "status = \"5.7.500-699\"\nreason = \"blocked\""),
+                rule("ex", "status = \"5.7.509\"\nreason = \"authfailure\""),
+                rule(
+                    "txt",
+                    "status = \"5.7.509\"\ntext = [\"dmarc\"]\nreason = \"policyviolation\"",
+                ),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let id = |s, t| set.resolve(&input(s, t)).map(|r| r.id.as_str());
+        assert_eq!(id("5.7.509", "550 5.7.509 DMARC fail"), Some("txt"));
+        assert_eq!(id("5.7.509", "nothing"), Some("ex"));
+        assert_eq!(id("5.7.510", ""), Some("rng"));
+        assert_eq!(id("5.7.1", ""), Some("sub"));
+        assert_eq!(id("5.1.1", ""), Some("cls"));
+        assert_eq!(id("4.1.1", ""), None);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let e = load(&format!(
+            "\n\n{}",
+            rule("a", "status = \"5.9\"\nreason = \"blocked\"")
+        ))
+        .unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:5:"), "{e}");
+        let e = load(&rule("a", "reason = \"nope\"\nstatus = \"5.1.1\"")).unwrap_err();
+        assert!(e.to_string().contains("unknown reason"), "{e}");
+        let e = load(&rule(
+            "a",
+            "status = \"5.1.1\"\nreason = \"blocked\"\ncolour = 1",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let e = load(&rule("a", "text = [\"(unclosed\"]\nreason = \"blocked\"")).unwrap_err();
+        assert!(e.to_string().starts_with("t.toml:3:"), "{e}");
+    }
+
+    #[test]
+    fn static_ties_are_refused() {
+        let e = load(
+            &[
+                rule("a", "status = \"5.7.500-699\"\nreason = \"blocked\""),
+                rule("b", "status = \"5.7.600-649\"\nreason = \"spamdetected\""),
+            ]
+            .concat(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ties with rule a"), "{e}");
+        // Same pattern under the same code: a tie.
+        assert!(load(
+            &[
+                rule(
+                    "a",
+                    "status = \"5.1.1\"\ntext = [\"Unknown\"]\nreason = \"userunknown\""
+                ),
+                rule(
+                    "b",
+                    "status = \"5.1.1\"\ntext = [\"unknown\", \"x\"]\nreason = \"blocked\""
+                ),
+            ]
+            .concat()
+        )
+        .is_err());
+        // A priority resolves it.
+        assert!(load(
+            &[
+                rule("a", "status = \"5.7.500-699\"\nreason = \"blocked\""),
+                rule(
+                    "b",
+                    "status = \"5.7.600-649\"\npriority = 1\nreason = \"spamdetected\""
+                ),
+            ]
+            .concat()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn later_layer_replaces_rule_with_same_id() {
+        let base = vec![RuleSource {
+            name: "base.toml".into(),
+            text: rule("x", "status = \"5.1.1\"\nreason = \"userunknown\""),
+        }];
+        let local = vec![RuleSource {
+            name: "local.toml".into(),
+            text: rule("x", "status = \"5.1.1\"\nreason = \"suspend\""),
+        }];
+        let set = RuleSet::load(&[base.clone(), local]).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(
+            set.resolve(&input("5.1.1", "")).unwrap().reason,
+            Reason::Suspend
+        );
+        let dup = RuleSet::load(&[[base.clone(), base].concat()]).unwrap_err();
+        assert!(dup.to_string().contains("duplicate rule id x"), "{dup}");
+    }
+
+    #[test]
+    fn equal_text_rules_pick_the_earliest_phrase() {
+        let set = load(
+            &[
+                rule(
+                    "full",
+                    "text = [\"mailbox full\"]\nreason = \"mailboxfull\"",
+                ),
+                rule("unk", "text = [\"user unknown\"]\nreason = \"userunknown\""),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let r = set
+            .resolve(&input("", "user unknown (mailbox full?)"))
+            .unwrap();
+        assert_eq!(r.id, "unk");
+    }
+
+    #[test]
+    fn host_and_reply_code_selectors_must_match() {
+        let set = load(
+            &[
+                rule(
+                    "g",
+                    "text = [\"blocked\"]\nhost = ['google\\.com$']\nreason = \"blocked\"",
+                ),
+                rule("r", "reply_code = [421]\nreason = \"toomanyconn\""),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let hosts = ["mx.google.com"];
+        let mut i = input("", "you are blocked");
+        assert!(set.resolve(&i).is_none());
+        i.hosts = &hosts;
+        assert_eq!(set.resolve(&i).unwrap().id, "g");
+        i.reply_code = Some(421);
+        i.text = "";
+        assert_eq!(set.resolve(&i).unwrap().id, "r");
+    }
+
+    #[test]
+    fn builtin_packs_load() {
+        RuleSet::builtin().unwrap();
+    }
+}

@@ -1,0 +1,132 @@
+//! One pass over a diagnostic text that reports every rule whose text pattern matches.
+//!
+//! Rule files hold hundreds of patterns; trying each as its own regex per message
+//! would dominate classification time. Plain phrases (the large majority) go into one
+//! Aho-Corasick automaton, the rest into one `RegexSet`, so a message costs two scans
+//! whatever the number of rules.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+/// A compiled set of case-insensitive patterns, each tagged with an owner (a rule index).
+#[derive(Debug, Default)]
+pub struct PatternSet {
+    literals: Option<AhoCorasick>,
+    literal_owner: Vec<usize>,
+    regexes: Option<RegexSet>,
+    regex_owner: Vec<usize>,
+    /// Every pattern again as a standalone regex, by owner, to find *where* a rule
+    /// matched when two equally specific rules need a tie-break (rare).
+    positional: Vec<(usize, Regex)>,
+}
+
+/// True if `pattern` has no regex syntax and can be matched as a plain phrase.
+fn is_literal(pattern: &str) -> bool {
+    !pattern.contains(|c: char| "\\.+*?()|[]{}^$".contains(c))
+}
+
+/// Compiles one pattern the way the set does (case-insensitive), for validation and
+/// error messages at load time.
+pub fn compile_one(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+}
+
+impl PatternSet {
+    /// Builds the set from `(owner, pattern)` pairs. Patterns must already have been
+    /// validated with [`compile_one`].
+    pub fn build(patterns: &[(usize, String)]) -> Result<PatternSet, String> {
+        let mut lit = Vec::new();
+        let mut literal_owner = Vec::new();
+        let mut re = Vec::new();
+        let mut regex_owner = Vec::new();
+        let mut positional = Vec::with_capacity(patterns.len());
+        for (owner, p) in patterns {
+            if is_literal(p) {
+                lit.push(p.as_str());
+                literal_owner.push(*owner);
+            } else {
+                re.push(p.as_str());
+                regex_owner.push(*owner);
+            }
+            positional.push((*owner, compile_one(p).map_err(|e| e.to_string())?));
+        }
+        let literals = if lit.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&lit)
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let regexes = if re.is_empty() {
+            None
+        } else {
+            Some(
+                RegexSetBuilder::new(&re)
+                    .case_insensitive(true)
+                    .size_limit(64 << 20)
+                    .dfa_size_limit(64 << 20)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        Ok(PatternSet {
+            literals,
+            literal_owner,
+            regexes,
+            regex_owner,
+            positional,
+        })
+    }
+
+    /// Sets `hit[owner] = true` for every owner with a pattern matching `text`.
+    pub fn mark_matches(&self, text: &str, hit: &mut [bool]) {
+        if let Some(ac) = &self.literals {
+            for m in ac.find_overlapping_iter(text) {
+                hit[self.literal_owner[m.pattern().as_usize()]] = true;
+            }
+        }
+        if let Some(set) = &self.regexes {
+            for i in set.matches(text).iter() {
+                hit[self.regex_owner[i]] = true;
+            }
+        }
+    }
+
+    /// Byte offset of the earliest match of any of `owner`'s patterns in `text`.
+    pub fn first_match_offset(&self, owner: usize, text: &str) -> Option<usize> {
+        self.positional
+            .iter()
+            .filter(|(o, _)| *o == owner)
+            .filter_map(|(_, re)| re.find(text).map(|m| m.start()))
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_and_regexes_both_report_owners() {
+        let set = PatternSet::build(&[
+            (0, "mailbox full".into()),
+            (1, r"quota\s+exceeded".into()),
+            (2, "ユーザが存在しません".into()),
+        ])
+        .unwrap();
+        let mut hit = vec![false; 3];
+        set.mark_matches("552 MAILBOX FULL: quota   exceeded", &mut hit);
+        assert_eq!(hit, [true, true, false]);
+        let mut hit = vec![false; 3];
+        set.mark_matches("指定されたユーザが存在しません", &mut hit);
+        assert_eq!(hit, [false, false, true]);
+        assert_eq!(set.first_match_offset(1, "x quota exceeded"), Some(2));
+    }
+}
