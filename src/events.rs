@@ -1,0 +1,1 @@
+//! The events log: one JSON line per recipient row, plus queue id and envelope.

@@ -1,0 +1,1 @@
+//! The HTTP endpoint: `GET /metrics` (Prometheus text format) and `GET /healthz`.

@@ -1,0 +1,2 @@
+//! The processing pipeline: spooled message -> parse + classify -> events log ->
+//! metrics -> advice hand-off -> mark processed.
