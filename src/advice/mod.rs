@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::AdviceConfig;
 use crate::metrics::Metrics;
 use crate::model::ProcessedMessage;
+use crate::rules::RuleSet;
 use crate::{Result, Shutdown};
 
 /// The advice service. Cheap to clone; `submit` is called by the pipeline.
@@ -29,9 +30,10 @@ impl Advisor {
     }
 
     /// Records the advice this message calls for. Returns once that intent is durable,
-    /// so the pipeline may then mark the spooled message processed.
-    pub async fn submit(&self, msg: &ProcessedMessage) -> Result<()> {
-        let _ = msg;
+    /// so the pipeline may then mark the spooled message processed. `rules` is the rule
+    /// set that classified `msg` (advice text and steps come from it, in the advice language).
+    pub async fn submit(&self, msg: &ProcessedMessage, rules: &RuleSet) -> Result<()> {
+        let _ = (msg, rules);
         Ok(())
     }
 }
