@@ -24,6 +24,7 @@ pub mod rules;
 pub mod server;
 pub mod smtp;
 pub mod spool;
+pub mod verp;
 
 pub use error::{Error, ErrorKind, Result};
 
