@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 
 use mail_parser::{HeaderName, Message, MessageParser};
 
-use crate::model::{MessageKind, OriginalMessage, ParsedMessage, RecipientFacts, StatusCode};
+use crate::model::{MessageKind, ParsedMessage, RecipientFacts, StatusCode};
 pub use mbox::split_mbox;
 
 /// The MIME parser configuration: only the headers we read are parsed (the rest
@@ -52,6 +52,8 @@ struct TopHeaders<'a> {
     from: String,
     subject: String,
     auto_submitted: Option<&'a str>,
+    /// Exim's `X-Failed-Recipients`.
+    failed_recipients: Option<&'a str>,
     autoreply_header: bool,
     apple_unsubscribe: bool,
 }
@@ -72,6 +74,7 @@ impl<'a> TopHeaders<'a> {
                 .unwrap_or("")
                 .to_string(),
             auto_submitted: raw("Auto-Submitted"),
+            failed_recipients: raw("X-Failed-Recipients"),
             autoreply_header,
             apple_unsubscribe: raw("X-Apple-Unsubscribe")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
@@ -124,12 +127,19 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         _ => parts.notices.join("\n"),
     };
     let mut out = ParsedMessage::default();
+    let mut addressed_to = Vec::new();
     if let Some(r) = parts.returned {
-        out.original = original::from_returned(r);
+        (out.original, addressed_to) = original::from_returned(r);
     }
 
     if let Some(report) = parts.feedback_report.as_deref() {
-        return feedback(out, arf::parse_report(report), &notice, "arf");
+        return feedback(
+            out,
+            arf::parse_report(report),
+            &addressed_to,
+            &notice,
+            "arf",
+        );
     }
     if top.apple_unsubscribe || is_jmrp(&parts, &top) {
         let mut fb = arf::Feedback {
@@ -149,6 +159,7 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         return feedback(
             out,
             fb,
+            &addressed_to,
             &notice,
             if top.apple_unsubscribe {
                 "unsubscribe"
@@ -169,7 +180,7 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         if let Some(at) = scan.original_at {
             let rest = notice.get(at..).unwrap_or("");
             let after_marker = rest.find('\n').map_or("", |i| &rest[i + 1..]);
-            out.original = original::from_header_text(after_marker.as_bytes());
+            (out.original, addressed_to) = original::from_header_text(after_marker.as_bytes());
         }
     }
     out.notice = notice_text(&scan, &notice);
@@ -210,7 +221,9 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         return out;
     }
 
+    let known_family = family.name != "freeform";
     let bouncy = top.looks_like_bounce()
+        || known_family
         || scan.anchored
         || parts.is_report
         || parts.delivery_status.is_some();
@@ -228,8 +241,21 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         // A failure notice that names nobody (v5 sendmail transcripts, carrier
         // notices): the returned original's To is who it was for.
         out.format = family.name;
-        let to = out.original.to.clone().unwrap_or_default();
-        for (_, addr) in diag::addresses(&to) {
+        let failed_header: Vec<String> = top
+            .failed_recipients
+            .map(|v| {
+                diag::addresses(v)
+                    .into_iter()
+                    .map(|(_, a)| a.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let named = if failed_header.is_empty() {
+            &addressed_to
+        } else {
+            &failed_header
+        };
+        for addr in named {
             out.recipients
                 .push(freeform_recipient(addr, &scan.section, &scan.section));
         }
@@ -252,6 +278,7 @@ fn is_jmrp(parts: &mime::BounceParts<'_, '_>, top: &TopHeaders<'_>) -> bool {
 fn feedback(
     mut out: ParsedMessage,
     fb: arf::Feedback,
+    addressed_to: &[String],
     notice: &str,
     format: &'static str,
 ) -> ParsedMessage {
@@ -264,24 +291,12 @@ fn feedback(
     out.extensions = fb.extensions;
     let mut who = fb.recipients;
     if who.is_empty() {
-        who = original_recipients(&out.original);
+        who = addressed_to.to_vec();
     }
     out.recipients = arf::recipient_rows(&who);
     out.notice =
         Some(diag::squash_whitespace(diag::bounded(notice, NOTICE_MAX))).filter(|n| !n.is_empty());
     out
-}
-
-/// The recipients the returned original was addressed to.
-fn original_recipients(o: &OriginalMessage) -> Vec<String> {
-    o.to.as_deref()
-        .map(|to| {
-            diag::addresses(to)
-                .into_iter()
-                .map(|(_, a)| a.to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn apply_report(out: &mut ParsedMessage, report: dsn::DeliveryStatus, scan: &freeform::NoticeScan) {

@@ -181,8 +181,11 @@ pub static FAMILIES: &[Family] = &[
         )
     },
     Family {
-        end: &["message details:"],
         ..family("apachejames", &["apache james", "error message below:"])
+    },
+    Family {
+        cues: &["member of this mailing list", "duplicated message-id in"],
+        ..family("fml", &["mailing list", "fml"])
     },
     Family {
         ..family("zoho", &["zoho"])

@@ -92,11 +92,17 @@ const GENERIC_CUES: &[&str] = &[
     "mailbox:",
 ];
 
+/// Words that make "<phrase>: <address>" a failure line rather than a header.
+const FAILURE_WORDS: &[&str] = &[
+    "fail", "full", "unknown", "not ", "error", "invalid", "reject", "could", "unable", "no such",
+];
+
 fn is_original_start(line: &str, lower: &str) -> bool {
     ORIGINAL_MARKERS.iter().any(|m| lower.contains(m))
-        || ORIGINAL_HEADERS
-            .iter()
-            .any(|h| line.len() >= h.len() && line[..h.len()].eq_ignore_ascii_case(h))
+        || ORIGINAL_HEADERS.iter().any(|h| {
+            line.get(..h.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(h))
+        })
 }
 
 /// If `line` introduces a recipient, the address and the rest of the line after it.
@@ -121,10 +127,17 @@ fn recipient_on_line<'a>(line: &'a str, lower: &str, cues: &[&str]) -> Option<(&
             .iter()
             .chain(cues)
             .any(|c| lower_before.ends_with(c)));
-    if !(at_start || cued) {
+    let after_start = start + addr.len();
+    // "User's mailbox is full: <bob@example.org>": a failure phrase ending in the address.
+    let ends_line = lower_before.ends_with(':')
+        && FAILURE_WORDS.iter().any(|w| lower_before.contains(w))
+        && line.get(after_start..).is_some_and(|r| {
+            r.trim_matches(|c: char| c.is_whitespace() || ">.)]\"',;".contains(c))
+                .is_empty()
+        });
+    if !(at_start || cued || ends_line) {
         return None;
     }
-    let after_start = start + addr.len();
     let rest = line
         .get(after_start..)
         .unwrap_or("")
