@@ -73,6 +73,40 @@ pub fn status(text: &str) -> Option<StatusCode> {
     StatusCode::find_in(text)
 }
 
+/// The status code the remote server put right after its reply code
+/// (`550 5.7.1`, `550-5.7.1`, `550-'5.2.2`, `<421 4.4.2`): the server's own verdict.
+/// When a reply carries several (a relay quoting the final hop), the last one wins.
+pub fn replied_status(text: &str) -> Option<StatusCode> {
+    let b = text.as_bytes();
+    let mut found = None;
+    let mut i = 0;
+    while i + 4 < b.len() {
+        let is_reply = matches!(b[i], b'4' | b'5')
+            && b[i + 1].is_ascii_digit()
+            && b[i + 2].is_ascii_digit()
+            && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'.')
+            && matches!(b[i + 3], b' ' | b'-');
+        if is_reply {
+            let mut j = i + 4;
+            while j < b.len() && matches!(b[j], b'\'' | b'"' | b'#' | b' ') && j < i + 7 {
+                j += 1;
+            }
+            if b.get(j) == Some(&b[i]) {
+                if let Some(code) = text.get(j..).and_then(StatusCode::find_in) {
+                    if text
+                        .get(j..)
+                        .is_some_and(|t| t.starts_with(&code.to_string()))
+                    {
+                        found = Some(code);
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
 /// Phrases naming the SMTP command a server rejected, and the verb each means.
 /// Checked in order; the first phrase found wins.
 const COMMAND_PHRASES: &[(&str, &str)] = &[
@@ -209,6 +243,19 @@ mod tests {
         assert_eq!(reply_code("(#5.5.0)"), None);
         assert_eq!(reply_code("message of 500 bytes"), None);
         assert_eq!(reply_code("retry 4.4.1 after 421 response"), Some(421));
+    }
+
+    #[test]
+    fn replied_status_is_the_last_code_after_a_reply_code() {
+        assert_eq!(
+            replied_status("554 4.4.7 Message expired <421 4.4.2 Connection timed out>"),
+            Some(StatusCode::new(4, 4, 2))
+        );
+        assert_eq!(
+            replied_status("5.1.0 - Unknown address error 550-'5.7.1 <a@b.c>... Access denied'"),
+            Some(StatusCode::new(5, 7, 1))
+        );
+        assert_eq!(replied_status("User unknown (#5.1.1)"), None);
     }
 
     #[test]

@@ -140,13 +140,18 @@ pub fn complete_from_diagnostic(r: &mut RecipientFacts) {
     if r.smtp_command.is_none() {
         r.smtp_command = diag::smtp_command(d).map(str::to_string);
     }
-    let from_text = diag::status(d);
-    r.status = better_status(r.status, from_text);
+    // The code the remote server sent after its reply code beats the Status field
+    // within the same class: the field is the reporting MTA's summary and often
+    // generic (`4.4.7` "expired" on top of the last real error).
+    r.status = match diag::replied_status(d) {
+        Some(t) if r.status.is_none_or(|f| f.class == t.class) => Some(t),
+        _ => better_status(r.status, diag::status(d)),
+    };
 }
 
-/// Chooses between the Status field and the code in the diagnostic: the field wins
-/// unless it is missing or a bare class default (`5.0.0`) that the text refines
-/// within the same class.
+/// Chooses between the Status field and a code found elsewhere in the diagnostic:
+/// the field wins unless it is missing or a bare class default (`5.0.0`) that the
+/// text refines within the same class.
 pub fn better_status(field: Option<StatusCode>, text: Option<StatusCode>) -> Option<StatusCode> {
     match (field, text) {
         (None, t) => t,

@@ -16,6 +16,7 @@ mod freeform;
 mod mbox;
 pub mod mime;
 mod original;
+mod ses;
 
 use std::sync::LazyLock;
 
@@ -169,6 +170,33 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         );
     }
 
+    match ses::parse(&notice) {
+        ses::SesEvent::Bounce {
+            reporting_mta,
+            recipients,
+        }
+        | ses::SesEvent::Delivery {
+            reporting_mta,
+            recipients,
+        } if !recipients.is_empty() => {
+            out.format = "amazonses";
+            out.reporting_mta = reporting_mta;
+            out.recipients = recipients;
+            return finish(out);
+        }
+        ses::SesEvent::Complaint {
+            feedback_type,
+            recipients,
+        } => {
+            let fb = arf::Feedback {
+                feedback_type: feedback_type.or(Some("abuse".into())),
+                recipients,
+                ..Default::default()
+            };
+            return feedback(out, fb, &addressed_to, &notice, "amazonses");
+        }
+        _ => {}
+    }
     let lower_notice = notice.to_lowercase();
     let family = freeform::family_for(
         &lower_notice,
@@ -231,9 +259,15 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         && (bouncy || scan.recipients.iter().any(|r| has_error_words(&r.text)))
     {
         out.format = family.name;
+        // The section's codes describe the recipient only when it is the only one.
+        let shared = if scan.recipients.len() == 1 {
+            scan.section.as_str()
+        } else {
+            ""
+        };
         for r in &scan.recipients {
             out.recipients
-                .push(freeform_recipient(&r.address, &r.text, &scan.section));
+                .push(freeform_recipient(&r.address, &r.text, shared));
         }
         return finish(out);
     }
@@ -308,6 +342,15 @@ fn apply_report(out: &mut ParsedMessage, report: dsn::DeliveryStatus, scan: &fre
     out.recipients = report.recipients;
     // A report without Diagnostic-Code: the notice usually has the server's words.
     for r in &mut out.recipients {
+        if r.smtp_command.is_none() {
+            let addr = r.recipient.as_deref().unwrap_or("");
+            r.smtp_command = scan
+                .recipients
+                .iter()
+                .find(|n| n.address.eq_ignore_ascii_case(addr))
+                .and_then(|n| diag::smtp_command(&n.text))
+                .map(str::to_string);
+        }
         if r.diagnostic.is_some() {
             continue;
         }
@@ -345,9 +388,9 @@ fn freeform_recipient(address: &str, text: &str, section: &str) -> RecipientFact
         if r.reply_code.is_none() {
             r.reply_code = diag::reply_code(section);
         }
-        if r.smtp_command.is_none() {
-            r.smtp_command = diag::smtp_command(section).map(str::to_string);
-        }
+    }
+    if r.smtp_command.is_none() {
+        r.smtp_command = diag::smtp_command(section).map(str::to_string);
     }
     r
 }

@@ -216,6 +216,11 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
                 }
             };
             current = Some(idx);
+            let lead = trimmed.get(..trimmed.find(addr).unwrap_or(0)).unwrap_or("");
+            let lead = lead.trim_end_matches(['<', '"', '\'', '(', '[', ' ']);
+            if lead.bytes().any(|b| b.is_ascii_digit()) {
+                push_words(&mut out.recipients[idx].text, lead);
+            }
             push_words(&mut out.recipients[idx].text, rest);
             continue;
         }
