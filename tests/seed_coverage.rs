@@ -782,3 +782,20 @@ fn embedded_lists_match_the_seed_texts() {
         "ranges named in the seeds but not in SEED_RANGES: {missing:?}; in SEED_RANGES but not in the seeds: {stale:?}"
     );
 }
+
+/// Seed 001: a 5.1.1 whose recipient is an `IMCEAEX-` address is a stale autocomplete
+/// entry, whatever wording the diagnostic uses.
+#[test]
+fn imceaex_recipient_means_stale_autocomplete() {
+    for set in [rules(), packs_only()] {
+        let input = MatchInput {
+            status: Some(code("5.1.1")),
+            text: "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found",
+            recipient: Some("IMCEAEX-_O=EXCHANGELABS_OU=EXCHANGE+20ADMINISTRATIVE+20GROUP_CN=RECIPIENTS_CN=abc@eurprd04.prod.outlook.com"),
+            ..Default::default()
+        };
+        let r = set.resolve(&input).expect("a rule matches");
+        assert_eq!(r.id, "exo.5.1.1.stale-autocomplete-address");
+        assert_eq!(r.fix_by, FixBy::Sender);
+    }
+}
