@@ -106,6 +106,7 @@ fn judge<'r>(
         reply_code: r.reply_code,
         text: &diagnostic,
         hosts: &hosts,
+        recipient: r.recipient.as_deref(),
         command: r.smtp_command.as_deref(),
     };
     let mut best = rules.resolve(&input);

@@ -2,6 +2,8 @@
 //! code of classes 4 and 5 has its own low-priority default rule, and unknown codes fall
 //! back to the subject (`X.Y.0`) and class (`X.0.0`) defaults.
 
+use std::sync::OnceLock;
+
 use bouncelens::model::{Reason, StatusCode};
 use bouncelens::rules::{MatchInput, RuleSet, RuleSource};
 
@@ -32,13 +34,17 @@ fn iana_codes() -> Vec<StatusCode> {
     v
 }
 
-fn rfc3463_only() -> RuleSet {
-    let pack: Vec<RuleSource> = RuleSource::builtin()
-        .into_iter()
-        .filter(|s| s.name.ends_with("rfc3463.toml"))
-        .collect();
-    assert_eq!(pack.len(), 1, "rules/rfc3463.toml is not compiled in");
-    RuleSet::load(&[pack]).expect("rfc3463 pack loads on its own")
+/// The RFC 3463 pack on its own, loaded once for all tests.
+fn rfc3463_only() -> &'static RuleSet {
+    static SET: OnceLock<RuleSet> = OnceLock::new();
+    SET.get_or_init(|| {
+        let pack: Vec<RuleSource> = RuleSource::builtin()
+            .into_iter()
+            .filter(|s| s.name.ends_with("rfc3463.toml"))
+            .collect();
+        assert_eq!(pack.len(), 1, "rules/rfc3463.toml is not compiled in");
+        RuleSet::load(&[pack]).expect("rfc3463 pack loads on its own")
+    })
 }
 
 fn code_only(code: StatusCode) -> MatchInput<'static> {
