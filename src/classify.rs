@@ -110,7 +110,7 @@ fn judge<'r>(
         command: r.smtp_command.as_deref(),
     };
     let mut best = rules.resolve(&input);
-    if !best.is_some_and(|rule| !rule.text.is_empty()) {
+    if best.is_none_or(|rule| rule.text.is_empty()) {
         if let Some(notice) = msg.notice.as_deref() {
             let wider = format!("{diagnostic} {notice}");
             input.text = &wider;

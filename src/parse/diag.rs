@@ -26,13 +26,10 @@ pub fn reply_code(text: &str) -> Option<u16> {
                     b' ' | b'\t' | b'\n' | b'(' | b'[' | b';' | b':' | b'"' | b'\'' | b'<' | b'='
                 );
             let after = b.get(i + 3).copied();
-            let after_ok = match after {
-                None => true,
-                Some(b' ' | b'-' | b'\t' | b'\r' | b'\n' | b')' | b']' | b',' | b';' | b':') => {
-                    true
-                }
-                _ => false,
-            };
+            let after_ok = matches!(
+                after,
+                None | Some(b' ' | b'-' | b'\t' | b'\r' | b'\n' | b')' | b']' | b',' | b';' | b':')
+            );
             // "550-5.7.1" continuation lines and "550 5.7.1" both count; "550.5" does not.
             if before_ok && after_ok && !followed_by_time_or_year(b, i) {
                 return std::str::from_utf8(&b[i..i + 3]).ok()?.parse().ok();

@@ -259,6 +259,7 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         && (bouncy || scan.recipients.iter().any(|r| has_error_words(&r.text)))
     {
         out.format = family.name;
+        out.reporting_mta = generating_server(&notice);
         // The section's codes describe the recipient only when it is the only one.
         let shared = if scan.recipients.len() == 1 {
             scan.section.as_str()
@@ -429,6 +430,18 @@ fn finish(mut out: ParsedMessage) -> ParsedMessage {
         MessageKind::Delivered
     };
     out
+}
+
+/// Exchange's "Generating server: host" line: the server that wrote the NDR.
+fn generating_server(notice: &str) -> Option<String> {
+    notice.lines().find_map(|l| {
+        let t = l.trim();
+        let rest = t
+            .get(..18)
+            .filter(|p| p.eq_ignore_ascii_case("generating server:"))
+            .and(t.get(18..))?;
+        rest.split_whitespace().next().map(str::to_string)
+    })
 }
 
 /// `5` for wording that says the failure is final, `4` for wording that says it is

@@ -55,7 +55,7 @@ pub fn addressed_to(msg: &Message<'_>) -> Vec<String> {
 pub fn from_message(msg: &Message<'_>) -> OriginalMessage {
     let raw = |name: &str| {
         msg.header_raw(name)
-            .map(|v| super::diag::squash_whitespace(v))
+            .map(super::diag::squash_whitespace)
             .filter(|v| !v.is_empty())
     };
     OriginalMessage {
@@ -69,7 +69,7 @@ pub fn from_message(msg: &Message<'_>) -> OriginalMessage {
         subject: msg
             .header(HeaderName::Subject)
             .and_then(|v| v.as_text())
-            .map(|s| super::diag::squash_whitespace(s))
+            .map(super::diag::squash_whitespace)
             .or_else(|| raw("Subject")),
         date: raw("Date"),
     }

@@ -24,6 +24,7 @@ struct Notification {
 struct Bounce {
     #[serde(default)]
     bounced_recipients: Vec<BouncedRecipient>,
+    #[serde(alias = "reportingMTA")]
     reporting_mta: Option<String>,
 }
 
@@ -50,6 +51,7 @@ struct Delivery {
     #[serde(default)]
     recipients: Vec<String>,
     smtp_response: Option<String>,
+    #[serde(alias = "reportingMTA")]
     reporting_mta: Option<String>,
 }
 

@@ -181,7 +181,7 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
         let line = raw_line.trim_end_matches(['\r', '\n']);
         let trimmed = line.trim();
         let lower = trimmed.to_lowercase();
-        if is_original_start(line, &lower) && (!out.recipients.is_empty() || section.len() > 0) {
+        if is_original_start(line, &lower) && (!out.recipients.is_empty() || !section.is_empty()) {
             out.original_at = Some(line_at);
             break;
         }
