@@ -206,12 +206,18 @@ pub struct RuleSet {
     other_untexted: Vec<usize>,
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// Byte offset -> 1-based line number, by binary search over the newline positions
+/// (rule files are long and every rule asks, so rescanning from the top is quadratic).
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        LineIndex(text.match_indices('\n').map(|(i, _)| i).collect())
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| nl < offset) + 1
+    }
 }
 
 fn rules_error(file: &str, line: usize, msg: impl fmt::Display) -> Error {
@@ -220,15 +226,19 @@ fn rules_error(file: &str, line: usize, msg: impl fmt::Display) -> Error {
 
 fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
     let raw: schema::RawFile = toml::from_str(&src.text).map_err(|e| {
-        let line = e.span().map(|s| line_of(&src.text, s.start)).unwrap_or(1);
+        let line = e
+            .span()
+            .map(|s| LineIndex::new(&src.text).line(s.start))
+            .unwrap_or(1);
         rules_error(&src.name, line, e.message())
     })?;
     let pack = raw.pack.map(|p| p.name);
+    let lines = LineIndex::new(&src.text);
     let mut out = Vec::with_capacity(raw.rule.len());
     for spanned in raw.rule {
-        let rule_line = line_of(&src.text, spanned.span().start);
+        let rule_line = lines.line(spanned.span().start);
         let r = spanned.into_inner();
-        let at = |span: std::ops::Range<usize>| line_of(&src.text, span.start);
+        let at = |span: std::ops::Range<usize>| lines.line(span.start);
         let err = |line: usize, msg: String| rules_error(&src.name, line, msg);
 
         let id = r.id.get_ref().trim().to_string();
@@ -256,7 +266,7 @@ fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
                     if p.trim().is_empty() {
                         return Err(err(line, format!("rule {id}: empty text pattern")));
                     }
-                    text::compile_one(p).map_err(|e| {
+                    text::validate(p).map_err(|e| {
                         err(line, format!("rule {id}: bad text pattern {p:?}: {e}"))
                     })?;
                 }
@@ -271,7 +281,7 @@ fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
             let line = at(k.span());
             let pats = k.into_inner().into_vec();
             for p in &pats {
-                text::compile_one(p)
+                text::validate(p)
                     .map_err(|e| err(line, format!("rule {id}: bad {what} pattern {p:?}: {e}")))?;
             }
             Ok(pats)
@@ -383,7 +393,7 @@ fn static_tie(a: &Rule, b: &Rule) -> bool {
         x.is_empty() == y.is_empty()
             && (x.is_empty() || x.iter().any(|p| y.iter().any(|q| eq(p, q))))
     }
-    let same_pattern = |p: &String, q: &String| p.to_lowercase() == q.to_lowercase();
+    let same_pattern = |p: &String, q: &String| p.eq_ignore_ascii_case(q);
     status_overlap
         && overlap(&a.reply_code, &b.reply_code, |p, q| p == q)
         && overlap(&a.command, &b.command, |p, q| p == q)
