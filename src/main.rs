@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         // `bouncelens classify ... | head` closes the pipe early: not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bouncelens: {e:#}");
+            eprintln!("bouncelens: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
@@ -124,6 +124,19 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The error and its causes, skipping causes the message already quotes.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {

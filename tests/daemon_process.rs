@@ -138,6 +138,16 @@ impl Drop for Proc {
     }
 }
 
+/// Kills a child process when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A blocking SMTP client.
 struct Smtp {
     r: BufReader<TcpStream>,
@@ -401,16 +411,38 @@ fn sighup_reloads_rules_and_keeps_them_when_a_file_is_broken() {
     assert!(p.wait_exit().success());
 }
 
-/// Runs the binary to completion: (exit code, stdout, stderr).
+/// Runs the binary to completion (killed if it runs past [`PATIENCE`]):
+/// (exit code, stdout, stderr).
 fn run(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
-    let out = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(args)
         .arg("--config")
         .arg(config)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code(), text(&out.stdout), text(&out.stderr))
+    let mut child = KillOnDrop(child);
+    let status = until("the command to exit", PATIENCE, || {
+        child.0.try_wait().unwrap()
+    });
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), out, err)
 }
 
 /// The test config of `dir` with one string replaced.
@@ -478,4 +510,68 @@ fn check_config_names_file_line_and_key() {
     let (code, out, err) = run(&["check-config"], &example);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains(": ok"), "{out}");
+}
+
+#[test]
+fn systemd_readiness_and_stopping_are_notified() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let config = write_config(dir.path(), "");
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 notification");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let n = sock.recv(&mut buf).expect("STOPPING=1 notification");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
+    let status = until("exit", PATIENCE, || child.0.try_wait().unwrap());
+    assert!(status.success());
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: systemd-analyze not installed (Debian package systemd)");
+        return;
+    }
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/bouncelens.service");
+    let text = std::fs::read_to_string(unit).unwrap();
+    assert!(text.contains("Type=notify") && text.contains("DynamicUser=yes"));
+    // Point ExecStart at the binary under test: verify checks that it exists.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("bouncelens.service");
+    std::fs::write(&copy, text.replace("/usr/local/bin/bouncelens", BIN)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let msgs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && msgs.trim().is_empty(),
+        "systemd-analyze verify:\n{msgs}"
+    );
 }
