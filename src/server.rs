@@ -286,6 +286,20 @@ impl Daemon {
     }
 }
 
+/// Runs a daemon on already-bound listeners until `shutdown` is set, then stops it in
+/// order and returns once everything is flushed.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    rules: RuleSet,
+    shutdown: Shutdown,
+) -> Result<()> {
+    Daemon::start(listeners, config, rules, shutdown)
+        .await?
+        .wait()
+        .await
+}
+
 /// Runs the daemon on `config` until SIGTERM / SIGINT; SIGHUP reloads rules.
 pub async fn serve(config: Config) -> Result<()> {
     tls::install_crypto_provider();
