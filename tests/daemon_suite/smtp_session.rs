@@ -1,16 +1,13 @@
 //! The SMTP / LMTP listener on real sockets: what a sending MTA sees.
 //! Each test runs a whole daemon in-process on 127.0.0.1:0 with files in a tempdir.
 
-#[path = "daemon_support/mod.rs"]
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use bouncelens::config::Protocol;
 use lettre::address::Envelope;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use support::*;
 
 fn sample() -> Vec<u8> {
     fixtures()
@@ -221,7 +218,7 @@ async fn long_lines_real_bounces_pass_endless_ones_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_clients_are_timed_out() {
-    let d = TestDaemon::start(|c| c.smtp.idle_timeout = Duration::from_millis(300)).await;
+    let d = TestDaemon::start(|c| c.smtp.idle_timeout = Duration::from_secs(1)).await;
     let mut c = d.client().await;
     c.expect("EHLO client.test", 250).await;
     // Say nothing: the server gives up with 421 and closes.
@@ -249,7 +246,7 @@ async fn idle_clients_are_timed_out() {
 async fn a_busy_slow_client_is_cut_off_by_the_session_timeout() {
     let d = TestDaemon::start(|c| {
         c.smtp.idle_timeout = Duration::from_secs(5);
-        c.smtp.session_timeout = Duration::from_millis(600);
+        c.smtp.session_timeout = Duration::from_millis(1500);
     })
     .await;
     let mut c = d.client().await;

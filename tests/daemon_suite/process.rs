@@ -1,9 +1,6 @@
 //! The real `bouncelens` binary as a child process: crash safety under load (SIGKILL
 //! and restart), graceful SIGTERM, SIGHUP rule reload, start-up errors, check-config.
 
-#[path = "daemon_support/mod.rs"]
-mod support;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{dot_stuff, fixtures, queue_id, read_events, PATIENCE};
 use bouncelens::model::Lang;
 use bouncelens::pipeline::classify_one;
 use bouncelens::rules::RuleSet;
-use support::{dot_stuff, fixtures, queue_id, read_events, PATIENCE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bouncelens");
 
@@ -127,7 +124,7 @@ impl Proc {
     }
 
     fn metric(&self, family: &str, labels: &[&str]) -> f64 {
-        support::metric_sum(&self.metrics(), family, labels)
+        crate::support::metric_sum(&self.metrics(), family, labels)
     }
 }
 

@@ -3,7 +3,6 @@
 //!
 //! Everything waits with a deadline and panics with a clear message when it passes,
 //! so a broken daemon fails a test instead of hanging it.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

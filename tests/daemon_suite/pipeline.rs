@@ -5,20 +5,17 @@
 //! classify row, metrics consistent with the rows, durability), not how well the
 //! parser reads each bounce: the expected rows come from the same classifier.
 
-#[path = "daemon_support/mod.rs"]
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use bouncelens::metrics::Metrics;
 use bouncelens::model::{Envelope, Lang};
 use bouncelens::pipeline::classify_one;
 use bouncelens::rules::RuleSet;
 use bouncelens::spool::{QueueId, Spool};
 use serde_json::Value;
-use support::*;
 use tokio::sync::mpsc;
 
 /// Sends every message over `sessions` parallel connections; returns (id, bytes).
