@@ -144,6 +144,13 @@ impl Reply {
     pub fn need_rcpt() -> Reply {
         r(503, "5.5.1", "Error: need RCPT command")
     }
+    pub fn tls_in_transaction() -> Reply {
+        r(
+            503,
+            "5.5.1",
+            "Error: STARTTLS is not allowed inside a mail transaction",
+        )
+    }
     pub fn tls_already() -> Reply {
         r(503, "5.5.1", "Error: TLS already active")
     }

@@ -522,7 +522,7 @@ impl Session {
             return Ok(());
         }
         if self.tx.is_some() {
-            self.error(Reply::nested_mail());
+            self.error(Reply::tls_in_transaction());
             return Ok(());
         }
         self.push(Reply::tls_ready());
