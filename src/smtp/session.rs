@@ -96,8 +96,19 @@ fn printable(s: &str) -> String {
         .collect()
 }
 
-/// Advances the current line length over `chunk`; returns the longest line touched.
-fn longest_line(chunk: &[u8], current: &mut usize) -> usize {
+/// Advances the current line length over `chunk`; returns the longest line touched,
+/// or at most `limit` + 1 once it is known to exceed `limit`.
+fn longest_line(chunk: &[u8], current: &mut usize, limit: usize) -> usize {
+    // Fast path: if even one unbroken line could not pass the limit, only the length of
+    // the last (partial) line matters, found by scanning back to its start.
+    if *current + chunk.len() <= limit {
+        let longest = *current + chunk.len();
+        *current = match chunk.iter().rposition(|&b| b == b'\n') {
+            Some(i) => chunk.len() - i - 1,
+            None => longest,
+        };
+        return longest.min(limit);
+    }
     let mut pieces = chunk.split(|&b| b == b'\n');
     *current += pieces.next().map_or(0, <[u8]>::len);
     let mut longest = *current;
@@ -473,7 +484,7 @@ impl Session {
                 None => {
                     let before = msg.len();
                     let done = rx.ingest(&mut it, &mut msg);
-                    let why = if longest_line(&msg[before..], &mut line_len) > max_line {
+                    let why = if longest_line(&msg[before..], &mut line_len, max_line) > max_line {
                         Some(Body::LineTooLong)
                     } else if msg.len() > max_size {
                         Some(Body::TooBig)
@@ -573,12 +584,17 @@ mod tests {
 
     #[test]
     fn line_lengths_carry_across_chunks() {
-        let mut cur = 0;
-        assert_eq!(longest_line(b"abc", &mut cur), 3);
-        assert_eq!(longest_line(b"de\nf", &mut cur), 5);
-        assert_eq!(cur, 1);
-        assert_eq!(longest_line(b"\n", &mut cur), 1);
-        assert_eq!(cur, 0);
+        for limit in [2, 4, 100] {
+            let over = |n: usize| n > limit;
+            let mut cur = 0;
+            assert_eq!(over(longest_line(b"abc", &mut cur, limit)), over(3));
+            assert_eq!(over(longest_line(b"de\nf", &mut cur, limit)), over(5));
+            assert_eq!(cur, 1);
+            assert_eq!(over(longest_line(b"\n", &mut cur, limit)), over(1));
+            assert_eq!(cur, 0);
+            assert_eq!(over(longest_line(b"ab\ncd\nefg", &mut cur, limit)), over(3));
+            assert_eq!(cur, 3);
+        }
     }
 
     #[test]

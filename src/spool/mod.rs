@@ -206,7 +206,7 @@ impl Spool {
     pub async fn append(&self, envelope: Envelope, raw: Vec<u8>) -> Result<QueueId> {
         let id = QueueId(self.inner.next_seq.fetch_add(1, Ordering::Relaxed));
         let received_micros = now_micros();
-        let record = segment::encode_message(id.0, received_micros, &envelope, &raw);
+        let head = segment::encode_message_head(id.0, received_micros, &envelope, &raw);
         let (ack, done) = oneshot::channel();
         let job = Spooled {
             id,
@@ -217,7 +217,7 @@ impl Spool {
             attempts: 0,
             finished: None,
         };
-        self.send(Cmd::Message { record, job, ack })?;
+        self.send(Cmd::Message { head, job, ack })?;
         match done.await {
             Ok(Ok(())) => Ok(id),
             Ok(Err(e)) => Err(Error::with_source(

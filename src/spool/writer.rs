@@ -35,9 +35,10 @@ use crate::metrics::Metrics;
 
 /// A request to the writer.
 pub(crate) enum Cmd {
-    /// A new message: acknowledged once durable, then passed to the pipeline.
+    /// A new message: acknowledged once durable, then passed to the pipeline. The
+    /// record is `head` followed by the message bytes (`job.raw`).
     Message {
-        record: Vec<u8>,
+        head: Vec<u8>,
         job: Spooled,
         ack: oneshot::Sender<io::Result<()>>,
     },
@@ -163,8 +164,9 @@ impl Writer {
             }
             for cmd in batch {
                 match cmd {
-                    Cmd::Message { record, job, ack } => {
-                        out.extend_from_slice(&record);
+                    Cmd::Message { head, job, ack } => {
+                        out.extend_from_slice(&head);
+                        out.extend_from_slice(&job.raw);
                         new_live.push(job.id.0);
                         jobs.push(job);
                         acks.push(ack);
