@@ -54,7 +54,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 SINK_PORT=$(free_port)
 SINK_USER=(); [ "$(id -u)" = 0 ] && SINK_USER=(-u nobody)
 smtp-sink "${SINK_USER[@]}" "127.0.0.1:$SINK_PORT" 1024 >"$WORK/sink.log" 2>&1 &
-PIDS+=($!)
+SINK_PID=$!
+PIDS+=("$SINK_PID")
 
 # --- bouncelens ----------------------------------------------------------------
 ADVICE=false; [ "${BENCH_ADVICE:-0}" = 1 ] && ADVICE=true
@@ -82,10 +83,11 @@ BL_HTTP=$(sed -n 's#.*metrics listening on http://\(127\.0\.0\.1:[0-9]*\)/.*#\1#
 
 metrics() { curl -fsS "http://$BL_HTTP/metrics"; }
 kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$BL_PID/status"; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$BL_PID/stat"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${1:-$BL_PID}/stat"; }
 sleep 1
 IDLE_KB=$(kb VmRSS)
 CPU0=$(cpu_ticks)
+SINK_CPU0=$(cpu_ticks "$SINK_PID")
 
 # Sum of a metric family (optionally filtered by a label substring).
 msum() { awk -v f="$1" -v l="${2:-}" '$1 ~ "^"f"({|$)" && index($1, l) { s += $2 } END { printf "%d", s }'; }
@@ -140,7 +142,9 @@ for s in $SESSIONS; do
   RSSMAX[$s]=$(sort -n "$WORK/rss.$s" | tail -1)
 done
 HWM_KB=$(kb VmHWM)
-CPU_US=$(awk -v t="$(( $(cpu_ticks) - CPU0 ))" -v hz="$(getconf CLK_TCK)" -v n="$processed" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')
+per_msg_us() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$processed" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }'; }
+CPU_US=$(per_msg_us $(( $(cpu_ticks) - CPU0 )))
+SINK_CPU_US=$(per_msg_us $(( $(cpu_ticks "$SINK_PID") - SINK_CPU0 )))
 FINAL=$(metrics)
 
 printf '\n%-9s %16s %17s %7s %14s %14s %13s\n' sessions "smtp-sink msg/s" "bouncelens msg/s" ratio "p99 acc->cls" "drain after" "RSS max"
@@ -151,6 +155,6 @@ for s in $SESSIONS; do
 done
 echo
 awk -v i="$IDLE_KB" -v h="$HWM_KB" 'BEGIN { printf "RSS idle %.1f MB (goal < 30), peak VmHWM %.1f MB (goal < 100)\n", i / 1024, h / 1024 }'
-echo "bouncelens CPU (user+system) per message, receive to events log: $CPU_US us"
+echo "CPU (user+system) per message: bouncelens $CPU_US us (receive, fsync, classify, events log); smtp-sink $SINK_CPU_US us"
 echo "messages processed: $(msum bouncelens_messages_total <<<"$FINAL") of $processed; events rows: $(wc -l <"$WORK/events.jsonl"); quarantined: $(msum bouncelens_quarantined_total <<<"$FINAL")"
 echo "advice: $ADVICE; count $COUNT per run, one connection per message; $(nproc) CPUs; bouncelens $("$BIN" --version)"
