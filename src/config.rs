@@ -230,8 +230,9 @@ impl RouteConfig {
 pub struct AdviceConfig {
     /// Turn advice mail off entirely.
     pub enabled: bool,
-    /// `smtp://[user:pass@]host[:port]` (STARTTLS if offered; `?tls=required` to insist)
-    /// or `smtps://...` (implicit TLS). Unset: advice is written to `outbox_dir` as .eml.
+    /// `smtp://[user:pass@]host[:port]` (port 25; STARTTLS if offered, `?tls=required`
+    /// to insist, `?tls=none` never) or `smtps://...` (implicit TLS, port 465). User and
+    /// password are percent-decoded. Unset: advice is written to `outbox_dir` as .eml.
     pub smarthost: Option<String>,
     /// Where `.eml` files go without a smarthost, and the durable queue with one.
     pub outbox_dir: PathBuf,
@@ -250,9 +251,18 @@ pub struct AdviceConfig {
     pub digest_window: Duration,
     /// Most advice mails one address receives per hour; more are suppressed and counted.
     pub hourly_cap: u32,
-    /// Retry delivery for this long, then give up (logged and counted).
+    /// Retry delivery for this long, then give up (logged, counted, kept in `failed/`).
     #[serde(with = "duration_str")]
     pub max_age: Duration,
+    /// Wait before the first retry after a failed delivery; doubles on every further
+    /// failure, up to `retry_max_interval`.
+    #[serde(with = "duration_str")]
+    pub retry_interval: Duration,
+    #[serde(with = "duration_str")]
+    pub retry_max_interval: Duration,
+    /// Longest wait for the smarthost's reply to any SMTP command.
+    #[serde(with = "duration_str")]
+    pub smtp_timeout: Duration,
     /// Advise on auto-replies / complaint reports too (normally not).
     pub advise_autoreplies: bool,
     pub advise_feedback: bool,
@@ -272,6 +282,9 @@ impl Default for AdviceConfig {
             digest_window: Duration::from_secs(15 * 60),
             hourly_cap: 20,
             max_age: Duration::from_secs(2 * 24 * 3600),
+            retry_interval: Duration::from_secs(60),
+            retry_max_interval: Duration::from_secs(3600),
+            smtp_timeout: Duration::from_secs(60),
             advise_autoreplies: false,
             advise_feedback: false,
         }
@@ -448,12 +461,8 @@ impl Config {
             }
         }
         if let Some(url) = &a.smarthost {
-            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
-                return Err(bad(
-                    name,
-                    "advice",
-                    format!("smarthost {url:?} must be smtp://host[:port] or smtps://host[:port]"),
-                ));
+            if let Err(why) = crate::advice::Smarthost::parse(url) {
+                return Err(bad(name, "advice", format!("smarthost: {why}")));
             }
             if a.enabled && a.own_domains.is_empty() {
                 return Err(bad(
@@ -464,12 +473,33 @@ impl Config {
                 ));
             }
         }
-        if a.digest_window.is_zero() || a.max_age.is_zero() {
+        if a.digest_window.is_zero()
+            || a.max_age.is_zero()
+            || a.retry_interval.is_zero()
+            || a.smtp_timeout.is_zero()
+        {
             return Err(bad(
                 name,
                 "advice",
-                "digest_window and max_age must be positive",
+                "digest_window, max_age, retry_interval and smtp_timeout must be positive",
             ));
+        }
+        if a.retry_max_interval < a.retry_interval {
+            return Err(bad(
+                name,
+                "advice",
+                "retry_max_interval must be at least retry_interval",
+            ));
+        }
+        if a.hourly_cap == 0 {
+            return Err(bad(
+                name,
+                "advice",
+                "hourly_cap must be at least 1 (set enabled = false to turn advice off)",
+            ));
+        }
+        if a.outbox_dir.as_os_str().is_empty() {
+            return Err(bad(name, "advice", "outbox_dir must not be empty"));
         }
         Ok(())
     }
