@@ -1,0 +1,357 @@
+//! A small, honest SMTP server for tests: it speaks real RFC 5321 on loopback (EHLO,
+//! AUTH PLAIN / LOGIN, MAIL, RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT),
+//! captures every accepted transaction, and can be switched into failure modes
+//! (unavailable at connect, temporary or permanent rejections) while it runs.
+//!
+//! Use: `let smtp = SmtpCapture::start().await;` point the code under test at
+//! `smtp.url()`, then `smtp.wait_for(n).await` returns the first `n` mails (panicking
+//! with what it has if they do not come within a generous bound).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// How the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Accept everything.
+    Accept,
+    /// `421 4.3.2` at connect, then close (a smarthost that is down).
+    Unavailable,
+    /// `451 4.3.0` to MAIL FROM (temporary failure).
+    TempFail,
+    /// `550 5.1.1` to every RCPT TO (permanent failure).
+    RejectRcpt,
+}
+
+/// One accepted transaction.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub helo: String,
+    /// The reverse path without brackets (empty for `<>`), and the raw parameters.
+    pub mail_from: String,
+    pub mail_params: String,
+    pub rcpt_to: Vec<String>,
+    /// The message as transmitted, dot-unstuffed, CRLF line ends.
+    pub data: Vec<u8>,
+    /// `(user, password)` when the client authenticated.
+    pub auth: Option<(String, String)>,
+}
+
+struct Shared {
+    mails: Mutex<Vec<Captured>>,
+    mode: Mutex<Mode>,
+    connections: Mutex<usize>,
+    arrived: Notify,
+}
+
+/// The running server; stops when dropped.
+pub struct SmtpCapture {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SmtpCapture {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Upper bound for waits, so a broken test fails instead of hanging.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+impl SmtpCapture {
+    /// Starts on a free loopback port, accepting.
+    pub async fn start() -> SmtpCapture {
+        Self::start_with(Mode::Accept).await
+    }
+
+    pub async fn start_with(mode: Mode) -> SmtpCapture {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            mails: Mutex::new(Vec::new()),
+            mode: Mutex::new(mode),
+            connections: Mutex::new(0),
+            arrived: Notify::new(),
+        });
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                *s.connections.lock().unwrap() += 1;
+                tokio::spawn(session(sock, s.clone()));
+            }
+        });
+        SmtpCapture { addr, shared, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A smarthost URL for this server (plain SMTP: it offers no STARTTLS).
+    pub fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+    }
+
+    /// Connections accepted so far (including refused sessions).
+    pub fn connections(&self) -> usize {
+        *self.shared.connections.lock().unwrap()
+    }
+
+    /// Everything captured so far.
+    pub fn mails(&self) -> Vec<Captured> {
+        self.shared.mails.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` mails arrived and returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<Captured> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let notified = self.shared.arrived.notified();
+            let mails = self.mails();
+            if mails.len() >= n {
+                return mails;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "expected {n} mails, got {}: {:#?}",
+                    mails.len(),
+                    mails.iter().map(|m| &m.rcpt_to).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
+
+async fn session(sock: TcpStream, shared: Arc<Shared>) {
+    let (rd, mut wr) = sock.into_split();
+    let mut rd = BufReader::new(rd);
+    let mode = *shared.mode.lock().unwrap();
+    if mode == Mode::Unavailable {
+        let _ = wr
+            .write_all(b"421 4.3.2 capture.test Service not available, try later\r\n")
+            .await;
+        return;
+    }
+    macro_rules! reply {
+        ($($t:tt)*) => {
+            if wr.write_all(format!("{}\r\n", format!($($t)*)).as_bytes()).await.is_err() {
+                return;
+            }
+        };
+    }
+    reply!("220 capture.test ESMTP test server");
+    let mut helo = String::new();
+    let mut auth = None;
+    let mut tx: Option<Captured> = None;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match rd.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        let upper = text.to_ascii_uppercase();
+        let verb = upper.split_whitespace().next().unwrap_or("").to_string();
+        let mode = *shared.mode.lock().unwrap();
+        match verb.as_str() {
+            "EHLO" | "HELO" => {
+                helo = text[4..].trim().to_string();
+                tx = None;
+                if verb == "EHLO" {
+                    reply!("250-capture.test greets {helo}");
+                    reply!("250-8BITMIME");
+                    reply!("250-SIZE 10485760");
+                    reply!("250-ENHANCEDSTATUSCODES");
+                    reply!("250 AUTH PLAIN LOGIN");
+                } else {
+                    reply!("250 capture.test");
+                }
+            }
+            "AUTH" => {
+                let args: Vec<&str> = text.split_whitespace().skip(1).collect();
+                let creds = match args.first().map(|m| m.to_ascii_uppercase()).as_deref() {
+                    Some("PLAIN") => {
+                        let initial = match args.get(1) {
+                            Some(i) => i.to_string(),
+                            None => {
+                                reply!("334 ");
+                                match read_line(&mut rd).await {
+                                    Some(l) => l,
+                                    None => return,
+                                }
+                            }
+                        };
+                        b64(&initial).and_then(|raw| {
+                            let parts: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
+                            (parts.len() == 3).then(|| {
+                                (
+                                    String::from_utf8_lossy(parts[1]).into_owned(),
+                                    String::from_utf8_lossy(parts[2]).into_owned(),
+                                )
+                            })
+                        })
+                    }
+                    Some("LOGIN") => {
+                        reply!("334 VXNlcm5hbWU6");
+                        let Some(u) = read_line(&mut rd).await else {
+                            return;
+                        };
+                        reply!("334 UGFzc3dvcmQ6");
+                        let Some(p) = read_line(&mut rd).await else {
+                            return;
+                        };
+                        b64(&u).zip(b64(&p)).map(|(u, p)| {
+                            (
+                                String::from_utf8_lossy(&u).into_owned(),
+                                String::from_utf8_lossy(&p).into_owned(),
+                            )
+                        })
+                    }
+                    _ => {
+                        reply!("504 5.5.4 Unrecognized authentication type");
+                        continue;
+                    }
+                };
+                match creds {
+                    Some(c) => {
+                        auth = Some(c);
+                        reply!("235 2.7.0 Authentication successful");
+                    }
+                    None => reply!("501 5.5.2 Cannot decode response"),
+                }
+            }
+            "MAIL" if helo.is_empty() => reply!("503 5.5.1 Say EHLO first"),
+            "MAIL" => {
+                if mode == Mode::TempFail {
+                    reply!("451 4.3.0 Temporary local problem, try later");
+                    continue;
+                }
+                let Some((path, params)) = path_arg(&text, "MAIL FROM:") else {
+                    reply!("501 5.5.4 Syntax: MAIL FROM:<address>");
+                    continue;
+                };
+                tx = Some(Captured {
+                    helo: helo.clone(),
+                    mail_from: path,
+                    mail_params: params,
+                    rcpt_to: Vec::new(),
+                    data: Vec::new(),
+                    auth: auth.clone(),
+                });
+                reply!("250 2.1.0 Ok");
+            }
+            "RCPT" => {
+                let Some(t) = tx.as_mut() else {
+                    reply!("503 5.5.1 Need MAIL first");
+                    continue;
+                };
+                let Some((path, _)) = path_arg(&text, "RCPT TO:") else {
+                    reply!("501 5.5.4 Syntax: RCPT TO:<address>");
+                    continue;
+                };
+                if mode == Mode::RejectRcpt {
+                    reply!("550 5.1.1 <{path}>: Recipient address rejected: User unknown");
+                    continue;
+                }
+                t.rcpt_to.push(path);
+                reply!("250 2.1.5 Ok");
+            }
+            "DATA" => {
+                let Some(mut t) = tx.take().filter(|t| !t.rcpt_to.is_empty()) else {
+                    reply!("503 5.5.1 Need RCPT first");
+                    continue;
+                };
+                reply!("354 End data with <CR><LF>.<CR><LF>");
+                loop {
+                    line.clear();
+                    match rd.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if line == b".\r\n" || line == b".\n" {
+                        break;
+                    }
+                    let body = if line.starts_with(b"..") {
+                        &line[1..]
+                    } else {
+                        &line[..]
+                    };
+                    t.data.extend_from_slice(body);
+                }
+                shared.mails.lock().unwrap().push(t);
+                shared.arrived.notify_waiters();
+                reply!("250 2.0.0 Ok: queued");
+            }
+            "RSET" => {
+                tx = None;
+                reply!("250 2.0.0 Ok");
+            }
+            "NOOP" => reply!("250 2.0.0 Ok"),
+            "QUIT" => {
+                reply!("221 2.0.0 Bye");
+                return;
+            }
+            _ => reply!("500 5.5.2 Command not recognized"),
+        }
+    }
+}
+
+async fn read_line<R: AsyncBufReadExt + Unpin>(rd: &mut R) -> Option<String> {
+    let mut l = String::new();
+    match rd.read_line(&mut l).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(l.trim_end().to_string()),
+    }
+}
+
+/// `MAIL FROM:<a@b> SIZE=1` -> (`a@b`, `SIZE=1`).
+fn path_arg(text: &str, prefix: &str) -> Option<(String, String)> {
+    if !text.to_ascii_uppercase().starts_with(prefix) {
+        return None;
+    }
+    let rest = text[prefix.len()..].trim_start();
+    let rest = rest.strip_prefix('<')?;
+    let (path, params) = rest.split_once('>')?;
+    Some((path.to_string(), params.trim().to_string()))
+}
+
+/// Standard base64 decoding (for AUTH).
+fn b64(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&b| b != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c)? << (18 - 6 * i);
+        }
+        let take = chunk.len().saturating_sub(1);
+        out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
+    }
+    Some(out)
+}
