@@ -1,6 +1,6 @@
 //! The `bouncelens` command line: a thin layer over the library.
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -134,6 +134,7 @@ fn serve(config: Option<&Path>, log_format: LogFormat) -> Result<ExitCode> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
         .with_writer(io::stderr);
     match log_format {
         LogFormat::Json => builder.json().init(),
@@ -150,11 +151,15 @@ fn serve(config: Option<&Path>, log_format: LogFormat) -> Result<ExitCode> {
 fn check_config(config: Option<&Path>) -> Result<ExitCode> {
     let cfg = load_config(config)?;
     let rules = load_rules(cfg.rules.builtin, &cfg.rules.dirs)?;
+    let warnings = bouncelens::server::check_config(&cfg)?;
     match config {
         Some(p) => println!("{}: ok", p.display()),
         None => println!("built-in defaults: ok"),
     }
     println!("rules: {} loaded", rules.len());
+    for w in warnings {
+        println!("warning: {w}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
