@@ -411,74 +411,71 @@ impl Config {
     /// Checks what TOML types cannot express. `name` is the file for error messages.
     pub fn validate(&self, name: &str) -> Result<()> {
         self.validate_daemon(name)?;
-        for d in self
-            .smtp
-            .accept_domains
-            .iter()
-            .chain(&self.metrics.domains)
-            .chain(&self.advice.own_domains)
-        {
+        for d in self.smtp.accept_domains.iter().chain(&self.metrics.domains) {
             if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
                 return Err(bad(name, "smtp", format!("{d:?} is not a domain")));
             }
         }
+        self.validate_advice(name)
+    }
+
+    /// Checks `[advice]`.
+    fn validate_advice(&self, name: &str) -> Result<()> {
         let a = &self.advice;
+        let advice = |key: &str, why: String| Err(bad_key(name, "advice", key, why));
         if !looks_like_address(&a.from) {
-            return Err(bad(
-                name,
-                "advice",
-                format!("from {:?} is not an address", a.from),
-            ));
+            return advice("from", format!("{:?} is not an address", a.from));
         }
-        for adm in &a.admins {
-            if !looks_like_address(adm) {
-                return Err(bad(
-                    name,
-                    "advice",
-                    format!("admins: {adm:?} is not an address"),
-                ));
-            }
+        if let Some(adm) = a.admins.iter().find(|adm| !looks_like_address(adm)) {
+            return advice("admins", format!("{adm:?} is not an address"));
+        }
+        if let Some(d) = a
+            .own_domains
+            .iter()
+            .find(|d| d.is_empty() || d.contains(['@', '*']) || d.contains(char::is_whitespace))
+        {
+            return advice(
+                "own_domains",
+                format!("{d:?} is not a domain (subdomains are included)"),
+            );
         }
         if let Some(url) = &a.smarthost {
             if let Err(why) = crate::advice::Smarthost::parse(url) {
-                return Err(bad(name, "advice", format!("smarthost: {why}")));
+                return advice("smarthost", why);
             }
             if a.enabled && a.own_domains.is_empty() {
-                return Err(bad(
-                    name,
-                    "advice",
-                    "own_domains must list your sending domains when smarthost is set \
-                     (advice is never mailed outside them, to avoid backscatter)",
-                ));
+                return advice(
+                    "own_domains",
+                    "must list your sending domains when smarthost is set \
+                     (advice is never mailed outside them, to avoid backscatter)"
+                        .into(),
+                );
             }
         }
-        if a.digest_window.is_zero()
-            || a.max_age.is_zero()
-            || a.retry_interval.is_zero()
-            || a.smtp_timeout.is_zero()
-        {
-            return Err(bad(
-                name,
-                "advice",
-                "digest_window, max_age, retry_interval and smtp_timeout must be positive",
-            ));
+        for (key, d) in [
+            ("digest_window", a.digest_window),
+            ("max_age", a.max_age),
+            ("retry_interval", a.retry_interval),
+            ("smtp_timeout", a.smtp_timeout),
+        ] {
+            if d.is_zero() {
+                return advice(key, "must be positive".into());
+            }
         }
         if a.retry_max_interval < a.retry_interval {
-            return Err(bad(
-                name,
-                "advice",
-                "retry_max_interval must be at least retry_interval",
-            ));
+            return advice(
+                "retry_max_interval",
+                "must be at least retry_interval".into(),
+            );
         }
         if a.hourly_cap == 0 {
-            return Err(bad(
-                name,
-                "advice",
-                "hourly_cap must be at least 1 (set enabled = false to turn advice off)",
-            ));
+            return advice(
+                "hourly_cap",
+                "must be at least 1 (set enabled = false to turn advice off)".into(),
+            );
         }
         if a.outbox_dir.as_os_str().is_empty() {
-            return Err(bad(name, "advice", "outbox_dir must not be empty"));
+            return advice("outbox_dir", "must not be empty".into());
         }
         Ok(())
     }
@@ -702,6 +699,34 @@ mod tests {
         assert_eq!(c.metrics.listen, None);
         let e = Config::from_toml("[metrics]\nlisten = \"nope\"\n", "t").unwrap_err();
         assert!(e.to_string().starts_with("t:2:"), "{e}");
+    }
+
+    #[test]
+    fn advice_errors_name_file_line_and_key() {
+        for (text, want) in [
+            (
+                "[advice]\nown_domains = [\"example.com\"]\nsmarthost = \"smtp://relay?tls=maybe\"\n",
+                "a.toml:3: [advice] smarthost: tls=\"maybe\"",
+            ),
+            (
+                "[advice]\nretry_interval = \"1m\"\nretry_max_interval = \"30s\"\n",
+                "a.toml:3: [advice] retry_max_interval: must be at least",
+            ),
+            ("[advice]\nhourly_cap = 0\n", "a.toml:2: [advice] hourly_cap:"),
+            (
+                "[advice]\nfrom = \"advice\"\n",
+                "a.toml:2: [advice] from: \"advice\" is not an address",
+            ),
+            (
+                "[advice]\nown_domains = [\"@example.com\"]\n",
+                "a.toml:2: [advice] own_domains:",
+            ),
+        ] {
+            let e = Config::from_toml(text, "a.toml").unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e}");
+        }
+        let ok = "[advice]\nsmarthost = \"smtps://u:p@relay.example.com\"\nown_domains = [\"example.com\"]\n";
+        assert!(Config::from_toml(ok, "a.toml").is_ok());
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Daemon {
                 .await
                 .map_err(|e| Error::new(ErrorKind::Spool, format!("spool start failed: {e}")))??
         };
-        let advisor = Advisor::start(&config.advice, metrics.clone(), shutdown.clone()).await?;
+        let advisor = Advisor::start(&config, metrics.clone(), shutdown.clone()).await?;
         let svc = Arc::new(SmtpService::new(
             &config.smtp,
             spool.clone(),
