@@ -9,6 +9,9 @@
 //! With a smarthost the outbox is a queue: `queue/` holds mail waiting for delivery,
 //! `failed/` what was given up (kept, never silently dropped). Without one (outbox
 //! mode) mail is written straight into the outbox directory for people to read.
+//!
+//! One process owns an outbox at a time (`lock`, an advisory file lock): two daemons
+//! sharing one would send every queued mail twice.
 
 use std::path::{Path, PathBuf};
 
@@ -20,8 +23,10 @@ use super::store;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The directories under `outbox_dir`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outbox {
+    /// Held (locked) for as long as this outbox is open.
+    _lock: std::fs::File,
     root: PathBuf,
     queue: PathBuf,
     failed: PathBuf,
@@ -40,9 +45,28 @@ pub struct Queued {
 }
 
 impl Outbox {
-    /// Opens (creating) the outbox under `root`.
+    /// Opens (creating) the outbox under `root`, and locks it for this process.
     pub fn open(root: &Path) -> Result<Outbox> {
+        store::ensure_dir(root)?;
+        let lock_path = root.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(ErrorKind::Advice, "cannot open", &lock_path, e))?;
+        lock.try_lock().map_err(|e| {
+            Error::with_source(
+                ErrorKind::Advice,
+                format!(
+                    "{} is in use by another bouncelens (run one daemon per [advice] outbox_dir)",
+                    root.display()
+                ),
+                e,
+            )
+        })?;
         let o = Outbox {
+            _lock: lock,
             root: root.to_path_buf(),
             queue: root.join("queue"),
             failed: root.join("failed"),
@@ -141,4 +165,22 @@ fn envelope_of(bytes: &[u8]) -> Option<(Envelope, String)> {
         .unwrap_or_else(|| "unknown".to_string());
     let envelope = Envelope::new(None, to).ok()?;
     Some((envelope, audience))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_process_owns_an_outbox() {
+        let d = tempfile::tempdir().unwrap();
+        let first = Outbox::open(d.path()).unwrap();
+        let e = Outbox::open(d.path()).unwrap_err();
+        assert!(
+            e.to_string().contains("in use by another bouncelens"),
+            "{e}"
+        );
+        drop(first);
+        Outbox::open(d.path()).unwrap();
+    }
 }

@@ -240,15 +240,7 @@ impl Running {
 
     /// Waits (bounded) until `cond` holds.
     pub async fn until(&self, what: &str, cond: impl Fn(&Running) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !cond(self) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "gave up waiting for {what}; metrics:\n{}",
-                self.metrics.render()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(what, &self.metrics, || cond(self)).await
     }
 
     /// Signals shutdown and waits for the background tasks to end.
@@ -315,4 +307,18 @@ pub fn raw_header<'a>(m: &'a mail_parser::Message<'a>, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} header"))
         .trim()
         .to_string()
+}
+
+/// Waits until `cond` holds, polling; panics with the metrics after a generous bound
+/// (a failure bound, not a timing assertion).
+pub async fn eventually(what: &str, metrics: &Metrics, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + super::smtp_capture::PATIENCE;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}; metrics:\n{}",
+            metrics.render()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
