@@ -241,8 +241,17 @@ impl Deliverer {
                     r = self.transport.send_raw(&p.q.envelope, &bytes) => r.map(drop),
                     _ = shutdown.wait_for(|&stop| stop) => return,
                 };
+                let down = result.as_ref().err().is_some_and(host_down);
                 if self.settle(p, result) {
                     pending.remove(&id);
+                } else if down {
+                    // Do not knock on a closed door once per queued mail: the rest wait
+                    // as long as this one.
+                    let hold = p.next;
+                    for p in pending.values_mut().filter(|p| p.next <= now) {
+                        p.next = hold;
+                    }
+                    break;
                 }
             }
             self.metrics.outbox_pending.set(pending.len() as i64);
@@ -257,17 +266,30 @@ impl Deliverer {
 
     /// Adds queue files not yet known.
     fn pick_up(&self, pending: &mut BTreeMap<String, Pending>) {
-        match self.outbox.queued() {
-            Ok(all) => {
-                for q in all {
-                    pending.entry(q.id.clone()).or_insert_with(|| Pending {
-                        q,
-                        attempts: 0,
-                        next: Instant::now(),
-                    });
-                }
+        let paths = match self.outbox.queued_paths() {
+            Ok(p) => p,
+            Err(e) => return tracing::error!(error = %e, "cannot list the advice queue"),
+        };
+        for path in paths {
+            let id = path.file_stem().unwrap_or_default().to_string_lossy();
+            if pending.contains_key(id.as_ref()) {
+                continue;
             }
-            Err(e) => tracing::error!(error = %e, "cannot read the advice queue"),
+            match self.outbox.load(&path) {
+                Ok(Some(q)) => {
+                    let next = Instant::now();
+                    pending.insert(
+                        q.id.clone(),
+                        Pending {
+                            q,
+                            attempts: 0,
+                            next,
+                        },
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "cannot read queued advice"),
+            }
         }
         self.metrics.outbox_pending.set(pending.len() as i64);
     }
@@ -321,6 +343,13 @@ impl Deliverer {
         p.next = Instant::now() + wait;
         false
     }
+}
+
+/// The smarthost itself is unreachable or refusing service (connection, TLS, timeout,
+/// `421`), as opposed to a verdict on this one mail.
+fn host_down(e: &lettre::transport::smtp::Error) -> bool {
+    let service_closing = e.status().is_some_and(|c| c.to_string() == "421");
+    service_closing || !(e.is_permanent() || e.is_transient() || e.is_client())
 }
 
 async fn sleep_until(t: Option<Instant>) {

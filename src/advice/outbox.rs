@@ -97,32 +97,34 @@ impl Outbox {
         Ok(path)
     }
 
-    /// Everything in `queue/`, oldest first. A file that is not a mail we can send
-    /// (no recipients) is moved to `failed/` and logged.
-    pub fn queued(&self) -> Result<Vec<Queued>> {
-        let mut out = Vec::new();
-        for path in store::list_eml(&self.queue)? {
-            let bytes = std::fs::read(&path)
-                .map_err(|e| Error::io(ErrorKind::Advice, "cannot read queued advice", &path, e))?;
-            let id = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match envelope_of(&bytes) {
-                Some((envelope, audience)) => out.push(Queued {
-                    created_ms: store::created_ms(&id).unwrap_or_else(store::now_ms),
-                    id,
-                    path,
-                    envelope,
-                    audience,
-                }),
-                None => {
-                    tracing::error!(file = %path.display(), "queued advice has no usable To:; moved to failed/");
-                    self.give_up_path(&path)?;
-                }
+    /// The files in `queue/`, oldest first.
+    pub fn queued_paths(&self) -> Result<Vec<PathBuf>> {
+        store::list_eml(&self.queue)
+    }
+
+    /// Reads a queued mail's envelope. A file that is not a mail we can send (no
+    /// recipients) is moved to `failed/`, logged, and `None` returned.
+    pub fn load(&self, path: &Path) -> Result<Option<Queued>> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io(ErrorKind::Advice, "cannot read queued advice", path, e))?;
+        let id = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match envelope_of(&bytes) {
+            Some((envelope, audience)) => Ok(Some(Queued {
+                created_ms: store::created_ms(&id).unwrap_or_else(store::now_ms),
+                id,
+                path: path.to_path_buf(),
+                envelope,
+                audience,
+            })),
+            None => {
+                tracing::error!(file = %path.display(), "queued advice has no usable To:; moved to failed/");
+                self.give_up_path(path)?;
+                Ok(None)
             }
         }
-        Ok(out)
     }
 
     /// Delivered: forget it.

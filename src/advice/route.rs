@@ -415,6 +415,100 @@ mod tests {
         ));
     }
 
+    fn message(rows: &[(&str, Reason, FixBy)], kind: MessageKind) -> ProcessedMessage {
+        let original = OriginalMessage {
+            from: Some("Alice <alice@example.com>".into()),
+            ..Default::default()
+        };
+        let rows = rows
+            .iter()
+            .map(|&(action, reason, fix_by)| Row {
+                source: "q".into(),
+                message_index: 0,
+                recipient: Some("bob@example.org".into()),
+                action: Some(action.into()),
+                status: None,
+                reply_code: None,
+                reason,
+                permanent: None,
+                hard_bounce: None,
+                diagnostic: None,
+                remote_mta: None,
+                reporting_mta: None,
+                format: "rfc3464".into(),
+                feedback_type: None,
+                cause: Some(Cause {
+                    id: format!("c.{reason}"),
+                    title: "t".into(),
+                    fix_by,
+                    advice: "a".into(),
+                    reference: None,
+                }),
+                original: original.clone(),
+            })
+            .collect();
+        ProcessedMessage {
+            queue_id: "q".into(),
+            received_at: "now".into(),
+            envelope: Default::default(),
+            raw: Arc::from(&b"raw"[..]),
+            parsed: crate::model::ParsedMessage {
+                kind,
+                original,
+                ..Default::default()
+            },
+            rows,
+        }
+    }
+
+    fn plan(cfg: &Config, msg: &ProcessedMessage) -> Plan {
+        Router::new(cfg)
+            .unwrap()
+            .plan(msg, &RuleSet::load(&[]).unwrap())
+    }
+
+    #[test]
+    fn only_failures_are_advised_and_rows_of_a_cause_are_grouped() {
+        let mut cfg = Config::default();
+        cfg.advice.own_domains = vec!["example.com".into()];
+        let msg = message(
+            &[
+                ("failed", Reason::Userunknown, FixBy::Sender),
+                ("failed", Reason::Userunknown, FixBy::Sender),
+                ("delivered", Reason::Delivered, FixBy::None),
+                ("relayed", Reason::Undefined, FixBy::Sender),
+                ("delayed", Reason::Expired, FixBy::None),
+            ],
+            MessageKind::Dsn,
+        );
+        let p = plan(&cfg, &msg);
+        assert!(p.refused.is_empty());
+        assert_eq!(p.advices.len(), 1);
+        assert_eq!(p.advices[0].to.to, ["alice@example.com"]);
+        assert_eq!(p.advices[0].item.recipients.len(), 2);
+    }
+
+    #[test]
+    fn complaints_need_advise_feedback_and_admins_need_addresses() {
+        let mut cfg = Config::default();
+        cfg.advice.route.none = Audience::Admin;
+        let msg = message(
+            &[("failed", Reason::Feedback, FixBy::None)],
+            MessageKind::Feedback,
+        );
+        let p = plan(&cfg, &msg);
+        assert_eq!(p.refused, [(AudienceKind::Admin, Refusal::Feedback)]);
+        cfg.advice.advise_feedback = true;
+        assert_eq!(
+            plan(&cfg, &msg).refused,
+            [(AudienceKind::Admin, Refusal::NoAdmin)]
+        );
+        cfg.advice.admins = vec!["postmaster@example.com".into()];
+        let p = plan(&cfg, &msg);
+        assert_eq!(p.advices.len(), 1);
+        assert_eq!(p.advices[0].to.kind, AudienceKind::Admin);
+    }
+
     #[test]
     fn own_domains_include_subdomains_only_on_a_label_boundary() {
         let mut cfg = Config::default();
