@@ -6,7 +6,8 @@
 //! * no original sender (missing, `<>`, a mailer-daemon): nobody to tell;
 //! * a sender outside `own_domains`: most bounces to unknown senders are backscatter
 //!   from forged spam (see the seeds' 001), and mailing those senders would make *us*
-//!   the spammer. Outbox mode with no `own_domains` writes for everyone: nothing leaves;
+//!   the spammer; the admins are not told either, since the message was not ours.
+//!   Outbox mode with no `own_domains` writes for everyone: nothing leaves;
 //! * a bounce of our own advice (its Message-ID, `X-Bouncelens-Advice` header or From
 //!   address inside the returned original): advising on it would be a mail loop;
 //! * auto-replies and complaint reports, unless `advise_autoreplies` / `advise_feedback`.
@@ -266,16 +267,15 @@ impl Router {
         if let Some(why) = blocked {
             return Err(why);
         }
+        // A known sender outside our domains means the bounced message was not ours
+        // (forged): nobody here needs advice about it, admins included.
+        if sender.is_some_and(|s| !self.is_own_domain(s)) {
+            return Err(Refusal::Backscatter);
+        }
         let to = match kind {
             AudienceKind::Admin if self.admins.is_empty() => return Err(Refusal::NoAdmin),
             AudienceKind::Admin => self.admins.clone(),
-            AudienceKind::Sender => {
-                let s = sender.ok_or(Refusal::NoSender)?;
-                if !self.is_own_domain(s) {
-                    return Err(Refusal::Backscatter);
-                }
-                vec![s.to_string()]
-            }
+            AudienceKind::Sender => vec![sender.ok_or(Refusal::NoSender)?.to_string()],
         };
         Ok(Addressee { kind, to })
     }
@@ -507,6 +507,12 @@ mod tests {
         let p = plan(&cfg, &msg);
         assert_eq!(p.advices.len(), 1);
         assert_eq!(p.advices[0].to.kind, AudienceKind::Admin);
+        // About a forged (foreign) sender, the admins hear nothing either.
+        cfg.advice.own_domains = vec!["example.net".into()];
+        assert_eq!(
+            plan(&cfg, &msg).refused,
+            [(AudienceKind::Admin, Refusal::Backscatter)]
+        );
     }
 
     #[test]
