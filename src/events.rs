@@ -72,6 +72,31 @@ fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// Cuts a partial last line (left by a crash mid-write) so the next line does not
+/// run into it. Its message was never marked done, so it is written again in full.
+/// Returns the bytes cut.
+fn repair_tail(file: &File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(buf, start)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            end = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        file.set_len(end)?;
+        file.sync_all()?;
+    }
+    Ok(len - end)
+}
+
 impl EventsLog {
     /// Opens (creating) the log and its directory, and starts the writer thread.
     pub fn open(path: &Path) -> Result<EventsLog> {
@@ -91,7 +116,16 @@ impl EventsLog {
             std::fs::create_dir_all(dir)
                 .map_err(|e| err("cannot create events log directory", dir, e))?;
         }
-        let file = open_append(path).map_err(|e| err("cannot open events log", path, e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)
+            .map_err(|e| err("cannot open events log", path, e))?;
+        let cut = repair_tail(&file).map_err(|e| err("cannot check events log", path, e))?;
+        if cut > 0 {
+            info!(path = %path.display(), bytes = cut, "cut a partial last line left by a crash");
+        }
         let (tx, rx) = std_mpsc::channel();
         let path = path.to_path_buf();
         let thread = std::thread::Builder::new()
@@ -176,5 +210,24 @@ fn run(mut file: File, path: PathBuf, rx: std_mpsc::Receiver<Cmd>) {
         if stop {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_last_line_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.jsonl");
+        std::fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap();
+        let f = OpenOptions::new().read(true).append(true).open(&p).unwrap();
+        assert_eq!(repair_tail(&f).unwrap(), 5);
+        assert_eq!(std::fs::read(&p).unwrap(), b"{\"a\":1}\n");
+        assert_eq!(repair_tail(&f).unwrap(), 0);
+        std::fs::write(&p, b"no newline at all").unwrap();
+        assert_eq!(repair_tail(&f).unwrap(), 17);
+        assert_eq!(std::fs::read(&p).unwrap(), b"");
     }
 }
