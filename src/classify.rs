@@ -59,6 +59,7 @@ pub fn classify_message(
                 reply_code: r.reply_code,
                 text: r.diagnostic.as_deref().unwrap_or(""),
                 hosts: &hosts,
+                recipient: r.recipient.as_deref(),
                 command: r.smtp_command.as_deref(),
             };
             if let Some(rule) = rules.resolve(&input) {

@@ -110,11 +110,20 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `bouncelens classify ... | head` closes the pipe early: not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bouncelens: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -291,31 +300,34 @@ fn explain(status: &str, text: &str, lang: Lang, rule_dirs: &[PathBuf]) -> Resul
         reply_code,
         text,
         hosts: &[],
+        recipient: None,
         command: None,
     };
     let cands = rules.candidates(&input);
+    let mut out = io::stdout().lock();
     let Some(best) = cands.first() else {
-        println!("{code}: no rule matches");
+        writeln!(out, "{code}: no rule matches")?;
         return Ok(ExitCode::from(1));
     };
     let r = best.rule;
     let t = r.text_for(lang);
-    println!(
+    writeln!(
+        out,
         "{code}  ->  {}  (reason: {}, fix by: {})",
         r.id, r.reason, r.fix_by
-    );
-    println!("rule: {}", r.origin);
-    println!("\n{}\n\n{}", t.title, t.advice);
+    )?;
+    writeln!(out, "rule: {}", r.origin)?;
+    writeln!(out, "\n{}\n\n{}", t.title, t.advice)?;
     for (i, s) in t.steps.iter().enumerate() {
-        println!("  {}. {s}", i + 1);
+        writeln!(out, "  {}. {s}", i + 1)?;
     }
     if let Some(u) = &r.reference {
-        println!("\nreference: {u}");
+        writeln!(out, "\nreference: {u}")?;
     }
     if cands.len() > 1 {
-        println!("\nalso matched (less specific):");
+        writeln!(out, "\nalso matched (less specific):")?;
         for c in &cands[1..cands.len().min(6)] {
-            println!("  {}  ({})", c.rule.id, c.rule.origin);
+            writeln!(out, "  {}  ({})", c.rule.id, c.rule.origin)?;
         }
     }
     Ok(ExitCode::SUCCESS)

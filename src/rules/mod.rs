@@ -8,11 +8,14 @@
 //!
 //! ## Precedence
 //! Every rule that matches gets a rank; the highest rank wins:
-//! 1. rules with a text pattern beat rules without (the server's words are more specific
-//!    than its code, and many servers send the wrong code);
-//! 2. then by how the status selector matched: exact > range > subject default (`X.Y.0`,
-//!    `X.Y.*`) > class default (`X.0.0`, `X.*.*`) > no status selector;
-//! 3. then rules with more selectors (`host`, `reply_code`, `command`) beat fewer;
+//! 1. rules with a content pattern (`text` on the diagnostic, `recipient` on the address)
+//!    beat rules without (the server's words are more specific than its code, and many
+//!    servers send the wrong code);
+//! 2. then by how the status selector matched: exact > range (the narrower range first) >
+//!    subject default (`X.Y.0`, `X.Y.*`) > class default (`X.0.0`, `X.*.*`) > no status
+//!    selector;
+//! 3. then rules with more selectors (`host`, `recipient`, `reply_code`, `command`) beat
+//!    fewer;
 //! 4. then `priority` (default 0), higher first.
 //!
 //! Two rules that could tie on all four are refused at load time when that can be known
@@ -69,6 +72,8 @@ pub struct Rule {
     pub status: Vec<StatusSelector>,
     pub text: Vec<String>,
     pub host: Vec<String>,
+    /// Regexes on the failed recipient's address (e.g. Exchange's `IMCEAEX-` addresses).
+    pub recipient: Vec<String>,
     pub reply_code: Vec<u16>,
     /// Upper-case SMTP verbs (`MAIL`, `RCPT`, `DATA`, ...).
     pub command: Vec<String>,
@@ -100,8 +105,13 @@ impl Rule {
         }
     }
 
+    fn has_content(&self) -> bool {
+        !self.text.is_empty() || !self.recipient.is_empty()
+    }
+
     fn extra_selectors(&self) -> u8 {
         u8::from(!self.host.is_empty())
+            + u8::from(!self.recipient.is_empty())
             + u8::from(!self.reply_code.is_empty())
             + u8::from(!self.command.is_empty())
     }
@@ -116,6 +126,8 @@ pub struct MatchInput<'a> {
     pub text: &'a str,
     /// Reporting and remote MTA names.
     pub hosts: &'a [&'a str],
+    /// The failed recipient's address.
+    pub recipient: Option<&'a str>,
     /// The SMTP command that failed, upper case.
     pub command: Option<&'a str>,
 }
@@ -123,8 +135,11 @@ pub struct MatchInput<'a> {
 /// How a rule matched: comparable, higher is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rank {
-    pub has_text: bool,
+    /// The rule has `text` or `recipient` patterns (and they matched).
+    pub content: bool,
     pub code: CodeTier,
+    /// Within [`CodeTier::Range`], narrower ranges rank higher.
+    pub narrowness: u16,
     pub extra_selectors: u8,
     pub priority: i32,
 }
@@ -184,6 +199,7 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     text: PatternSet,
     host: PatternSet,
+    recipient: PatternSet,
     /// Rules without text patterns, by exact status selector code.
     by_code: HashMap<StatusCode, Vec<usize>>,
     /// Rules without text patterns whose selectors are not all exact codes.
@@ -248,19 +264,20 @@ fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
             }
             None => Vec::new(),
         };
-        let host = match r.host {
-            Some(h) => {
-                let line = at(h.span());
-                let pats = h.into_inner().into_vec();
-                for p in &pats {
-                    text::compile_one(p).map_err(|e| {
-                        err(line, format!("rule {id}: bad host pattern {p:?}: {e}"))
-                    })?;
-                }
-                pats
+        let patterns = |key: Option<toml::Spanned<schema::OneOrMany<String>>>,
+                        what: &str|
+         -> Result<Vec<String>> {
+            let Some(k) = key else { return Ok(Vec::new()) };
+            let line = at(k.span());
+            let pats = k.into_inner().into_vec();
+            for p in &pats {
+                text::compile_one(p)
+                    .map_err(|e| err(line, format!("rule {id}: bad {what} pattern {p:?}: {e}")))?;
             }
-            None => Vec::new(),
+            Ok(pats)
         };
+        let host = patterns(r.host, "host")?;
+        let recipient = patterns(r.recipient, "recipient")?;
         let reply_code = match r.reply_code {
             Some(c) => {
                 let line = at(c.span());
@@ -329,6 +346,7 @@ fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
             status,
             text,
             host,
+            recipient,
             reply_code,
             command,
             priority: r.priority,
@@ -342,9 +360,11 @@ fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
     Ok(out)
 }
 
-/// Whether two rules could both match one failure with equal rank, known statically.
+/// Whether two rules could both match one failure with equal rank, known statically:
+/// same rank-relevant shape, overlapping status selectors of equal tier and width, and
+/// for every pattern selector either both absent or a pattern in common.
 fn static_tie(a: &Rule, b: &Rule) -> bool {
-    if a.text.is_empty() != b.text.is_empty()
+    if a.has_content() != b.has_content()
         || a.priority != b.priority
         || a.extra_selectors() != b.extra_selectors()
     {
@@ -352,31 +372,24 @@ fn static_tie(a: &Rule, b: &Rule) -> bool {
     }
     let status_overlap = match (a.status.is_empty(), b.status.is_empty()) {
         (true, true) => true,
-        (false, false) => a
-            .status
-            .iter()
-            .any(|x| b.status.iter().any(|y| x.same_tier_overlap(y))),
+        (false, false) => a.status.iter().any(|x| {
+            b.status
+                .iter()
+                .any(|y| x.width() == y.width() && x.same_tier_overlap(y))
+        }),
         _ => false,
     };
-    let list_overlap = |x: &[u16], y: &[u16]| {
-        x.is_empty() == y.is_empty() && (x.is_empty() || x.iter().any(|v| y.contains(v)))
-    };
-    let cmd_overlap = a.command.is_empty() == b.command.is_empty()
-        && (a.command.is_empty() || a.command.iter().any(|v| b.command.contains(v)));
-    let host_same = a.host.is_empty() == b.host.is_empty()
-        && (a.host.is_empty()
-            || a.host
-                .iter()
-                .any(|p| b.host.iter().any(|q| p.eq_ignore_ascii_case(q))));
-    let text_shared = a.text.is_empty()
-        || a.text
-            .iter()
-            .any(|p| b.text.iter().any(|q| p.to_lowercase() == q.to_lowercase()));
+    fn overlap<T: PartialEq>(x: &[T], y: &[T], eq: impl Fn(&T, &T) -> bool) -> bool {
+        x.is_empty() == y.is_empty()
+            && (x.is_empty() || x.iter().any(|p| y.iter().any(|q| eq(p, q))))
+    }
+    let same_pattern = |p: &String, q: &String| p.to_lowercase() == q.to_lowercase();
     status_overlap
-        && list_overlap(&a.reply_code, &b.reply_code)
-        && cmd_overlap
-        && host_same
-        && text_shared
+        && overlap(&a.reply_code, &b.reply_code, |p, q| p == q)
+        && overlap(&a.command, &b.command, |p, q| p == q)
+        && overlap(&a.host, &b.host, same_pattern)
+        && overlap(&a.recipient, &b.recipient, same_pattern)
+        && overlap(&a.text, &b.text, same_pattern)
 }
 
 impl RuleSet {
@@ -427,8 +440,8 @@ impl RuleSet {
     }
 
     fn compile(rules: Vec<Rule>) -> Result<RuleSet> {
-        // Refuse ties that can be known statically. Bucket by (has_text, first class)
-        // to keep this well below quadratic in practice.
+        // Refuse ties that can be known statically (quadratic, but a few thousand rules
+        // check in milliseconds, once per load).
         for (i, a) in rules.iter().enumerate() {
             for b in &rules[i + 1..] {
                 if static_tie(a, b) {
@@ -446,11 +459,13 @@ impl RuleSet {
         }
         let mut text_patterns = Vec::new();
         let mut host_patterns = Vec::new();
+        let mut recipient_patterns = Vec::new();
         let mut by_code: HashMap<StatusCode, Vec<usize>> = HashMap::new();
         let mut other_untexted = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             text_patterns.extend(r.text.iter().map(|p| (i, p.clone())));
             host_patterns.extend(r.host.iter().map(|p| (i, p.clone())));
+            recipient_patterns.extend(r.recipient.iter().map(|p| (i, p.clone())));
             if r.text.is_empty() {
                 let all_exact = !r.status.is_empty()
                     && r.status
@@ -467,22 +482,22 @@ impl RuleSet {
                 }
             }
         }
-        let text = PatternSet::build(&text_patterns).map_err(|e| {
-            Error::new(
-                ErrorKind::Rules,
-                format!("cannot compile text patterns: {e}"),
-            )
-        })?;
-        let host = PatternSet::build(&host_patterns).map_err(|e| {
-            Error::new(
-                ErrorKind::Rules,
-                format!("cannot compile host patterns: {e}"),
-            )
-        })?;
+        let compile = |patterns: &[(usize, String)], what: &str| {
+            PatternSet::build(patterns).map_err(|e| {
+                Error::new(
+                    ErrorKind::Rules,
+                    format!("cannot compile {what} patterns: {e}"),
+                )
+            })
+        };
+        let text = compile(&text_patterns, "text")?;
+        let host = compile(&host_patterns, "host")?;
+        let recipient = compile(&recipient_patterns, "recipient")?;
         Ok(RuleSet {
             rules,
             text,
             host,
+            recipient,
             by_code,
             other_untexted,
         })
@@ -517,6 +532,7 @@ impl RuleSet {
             self.text.mark_matches(input.text, &mut text_hit);
         }
         let mut host_hit: Option<Vec<bool>> = None;
+        let mut recipient_hit: Option<Vec<bool>> = None;
 
         let mut consider: Vec<usize> = (0..n).filter(|&i| text_hit[i]).collect();
         if let Some(code) = input.status {
@@ -537,12 +553,17 @@ impl RuleSet {
         let mut out: Vec<(Candidate<'_>, usize)> = Vec::new();
         for i in consider {
             let rule = &self.rules[i];
-            let code_tier = if rule.status.is_empty() {
-                CodeTier::Unconstrained
+            let (code_tier, narrowness) = if rule.status.is_empty() {
+                (CodeTier::Unconstrained, 0)
             } else {
                 let Some(code) = input.status else { continue };
-                match rule.status.iter().filter_map(|s| s.tier_for(code)).max() {
-                    Some(t) => t,
+                let best = rule
+                    .status
+                    .iter()
+                    .filter_map(|s| s.tier_for(code).map(|t| (t, u16::MAX - s.width())))
+                    .max();
+                match best {
+                    Some(b) => b,
                     None => continue,
                 }
             };
@@ -572,12 +593,25 @@ impl RuleSet {
                     continue;
                 }
             }
+            if !rule.recipient.is_empty() {
+                let hits = recipient_hit.get_or_insert_with(|| {
+                    let mut h = vec![false; n];
+                    if let Some(r) = input.recipient {
+                        self.recipient.mark_matches(r, &mut h);
+                    }
+                    h
+                });
+                if !hits[i] {
+                    continue;
+                }
+            }
             if rule.status.is_empty() && rule.text.is_empty() && rule.extra_selectors() == 0 {
                 continue; // a rule with no selectors at all matches nothing
             }
             let rank = Rank {
-                has_text: !rule.text.is_empty(),
+                content: rule.has_content(),
                 code: code_tier,
+                narrowness,
                 extra_selectors: rule.extra_selectors(),
                 priority: rule.priority,
             };
@@ -591,7 +625,7 @@ impl RuleSet {
                         .first_match_offset(i, input.text)
                         .unwrap_or(usize::MAX)
                 };
-                if a.rank.has_text {
+                if a.rank.content {
                     pos(*ia).cmp(&pos(*ib)).then(ia.cmp(ib))
                 } else {
                     ia.cmp(ib)
@@ -678,8 +712,8 @@ ja = { title = "t", advice = "a" }
     fn static_ties_are_refused() {
         let e = load(
             &[
-                rule("a", "status = \"5.7.500-699\"\nreason = \"blocked\""),
-                rule("b", "status = \"5.7.600-649\"\nreason = \"spamdetected\""),
+                rule("a", "status = \"5.7.500-599\"\nreason = \"blocked\""),
+                rule("b", "status = \"5.7.550-649\"\nreason = \"spamdetected\""),
             ]
             .concat(),
         )
@@ -703,10 +737,10 @@ ja = { title = "t", advice = "a" }
         // A priority resolves it.
         assert!(load(
             &[
-                rule("a", "status = \"5.7.500-699\"\nreason = \"blocked\""),
+                rule("a", "status = \"5.7.500-599\"\nreason = \"blocked\""),
                 rule(
                     "b",
-                    "status = \"5.7.600-649\"\npriority = 1\nreason = \"spamdetected\""
+                    "status = \"5.7.550-649\"\npriority = 1\nreason = \"spamdetected\""
                 ),
             ]
             .concat()
@@ -774,6 +808,45 @@ ja = { title = "t", advice = "a" }
         i.reply_code = Some(421);
         i.text = "";
         assert_eq!(set.resolve(&i).unwrap().id, "r");
+    }
+
+    #[test]
+    fn narrower_range_beats_wider_without_priority() {
+        let set = load(
+            &[
+                rule("wide", "status = \"5.7.0-999\"\nreason = \"securityerror\""),
+                rule("mid", "status = \"5.7.500-699\"\nreason = \"blocked\""),
+                rule("narrow", "status = \"5.7.606-649\"\nreason = \"blocked\""),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let id = |s| set.resolve(&input(s, "")).map(|r| r.id.as_str());
+        assert_eq!(id("5.7.610"), Some("narrow"));
+        assert_eq!(id("5.7.650"), Some("mid"));
+        assert_eq!(id("5.7.12"), Some("wide"));
+    }
+
+    #[test]
+    fn recipient_selector_beats_plain_text_rule() {
+        let set = load(
+            &[
+                rule(
+                    "nf",
+                    "status = \"5.1.1\"\ntext = [\"RecipNotFound\"]\nreason = \"userunknown\"",
+                ),
+                rule(
+                    "stale",
+                    "status = \"5.1.1\"\nrecipient = ['^IMCEAEX-']\nreason = \"userunknown\"",
+                ),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let mut i = input("5.1.1", "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found");
+        assert_eq!(set.resolve(&i).unwrap().id, "nf");
+        i.recipient = Some("IMCEAEX-_o=ExchangeLabs_ou=x@eurprd.prod.outlook.com");
+        assert_eq!(set.resolve(&i).unwrap().id, "stale");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! status = "5.7.1"             # or a list, a range "5.7.500-5.7.699", "5.7.*", "5.*.*"
 //! text = ["unable to relay"]   # optional: regexes on the diagnostic, case-insensitive, any
 //! host = ['\.outlook\.com$']   # optional: regexes on the reporting / remote MTA name
+//! recipient = ['^IMCEAEX-']    # optional: regexes on the failed recipient's address
 //! reply_code = [550]           # optional: SMTP reply codes
 //! command = ["RCPT"]           # optional: the SMTP command the remote server rejected
 //! priority = 0                 # optional: breaks ties between text rules (higher wins)
@@ -54,6 +55,8 @@ pub struct RawRule {
     pub text: Option<Spanned<OneOrMany<String>>>,
     #[serde(default)]
     pub host: Option<Spanned<OneOrMany<String>>>,
+    #[serde(default)]
+    pub recipient: Option<Spanned<OneOrMany<String>>>,
     #[serde(default)]
     pub reply_code: Option<Spanned<OneOrMany<u16>>>,
     #[serde(default)]

@@ -143,6 +143,15 @@ impl StatusSelector {
             })
     }
 
+    /// How many detail codes a range spans beyond its first (0 for other selectors):
+    /// among matching ranges the narrower one is the more specific.
+    pub fn width(&self) -> u16 {
+        match *self {
+            StatusSelector::Range { low, high, .. } => high - low,
+            _ => 0,
+        }
+    }
+
     /// Codes at which this selector's tiers change: enough to decide overlaps exactly.
     fn sample_codes(&self) -> Vec<StatusCode> {
         match *self {
