@@ -240,6 +240,9 @@ pub struct AdviceConfig {
     /// to insist, `?tls=none` never) or `smtps://...` (implicit TLS, port 465). User and
     /// password are percent-decoded. Unset: advice is written to `outbox_dir` as .eml.
     pub smarthost: Option<String>,
+    /// PEM file of CA certificates to trust for the smarthost's TLS besides the public
+    /// roots (an internal relay with a private CA).
+    pub smarthost_ca: Option<PathBuf>,
     /// Where `.eml` files go without a smarthost, and the durable queue with one.
     pub outbox_dir: PathBuf,
     /// From address of advice mail.
@@ -279,6 +282,7 @@ impl Default for AdviceConfig {
         AdviceConfig {
             enabled: true,
             smarthost: None,
+            smarthost_ca: None,
             outbox_dir: PathBuf::from("var/outbox"),
             from: format!("bouncelens@{}", default_hostname()),
             admins: Vec::new(),
@@ -450,6 +454,11 @@ impl Config {
                      (advice is never mailed outside them, to avoid backscatter)"
                         .into(),
                 );
+            }
+        }
+        if let Some(ca) = &a.smarthost_ca {
+            if !ca.is_file() {
+                return advice("smarthost_ca", format!("{} is not a file", ca.display()));
             }
         }
         for (key, d) in [
@@ -713,6 +722,10 @@ mod tests {
                 "a.toml:3: [advice] retry_max_interval: must be at least",
             ),
             ("[advice]\nhourly_cap = 0\n", "a.toml:2: [advice] hourly_cap:"),
+            (
+                "[advice]\nsmarthost_ca = \"/nonexistent/ca.pem\"\n",
+                "a.toml:2: [advice] smarthost_ca: /nonexistent/ca.pem is not a file",
+            ),
             (
                 "[advice]\nfrom = \"advice\"\n",
                 "a.toml:2: [advice] from: \"advice\" is not an address",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bouncelens::model::Lang;
 use fixture::{config, eml_files, parse, with_smarthost, Bounce, Running};
-use smtp_capture::{Mode, SmtpCapture};
+use smtp_capture::{Mode, Security, SmtpCapture};
 
 /// Three bounces from three senders (so no digest is involved).
 fn three() -> Vec<Bounce> {
@@ -151,5 +151,98 @@ async fn smarthost_auth_and_helo_come_from_config() {
     );
     assert_eq!(mails[0].helo, "bounces.example.com");
     assert_eq!(mails[0].mail_from, "");
+    adv.stop().await;
+}
+
+/// Runs one advice through a smarthost served with `security` at `url` (where
+/// `{addr}` stands for its address); returns the advisor and the server.
+async fn through(
+    dir: &std::path::Path,
+    url: &str,
+    security: Security,
+    ca: Option<std::path::PathBuf>,
+) -> (Running, SmtpCapture) {
+    let smtp = SmtpCapture::start_secure(Mode::Accept, security).await;
+    let url = url.replace("{addr}", &smtp.addr().to_string());
+    let mut cfg = config(dir, Some(url), Lang::En);
+    cfg.advice.smarthost_ca = ca;
+    let adv = Running::start(&cfg).await;
+    adv.bounce("T1", "alice@example.com", "t1@example.org", "5.1.1")
+        .await;
+    (adv, smtp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_and_implicit_tls_reach_a_smarthost_with_a_private_ca() {
+    let pki = tempfile::tempdir().unwrap();
+    let Some((ca, acceptor)) = smtp_capture::test_pki(pki.path()) else {
+        eprintln!("skipped: openssl CLI not available to make test certificates");
+        return;
+    };
+    let cases = [
+        (
+            "STARTTLS required",
+            "smtp://{addr}?tls=required",
+            Security::StartTls(acceptor.clone()),
+        ),
+        (
+            "STARTTLS opportunistic (the default)",
+            "smtp://{addr}",
+            Security::StartTls(acceptor.clone()),
+        ),
+        (
+            "implicit TLS",
+            "smtps://{addr}",
+            Security::Implicit(acceptor.clone()),
+        ),
+    ];
+    for (what, url, security) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (adv, smtp) = through(dir.path(), url, security, Some(ca.clone())).await;
+        let mails = smtp.wait_for(1).await;
+        assert!(mails[0].tls, "{what}: not sent over TLS");
+        assert_eq!(mails[0].rcpt_to, ["alice@example.com"], "{what}");
+        adv.until(what, |a| a.count("sender", "sent") == 1).await;
+        adv.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_enforced_when_required_and_certificates_are_checked() {
+    let pki = tempfile::tempdir().unwrap();
+    let Some((ca, acceptor)) = smtp_capture::test_pki(pki.path()) else {
+        eprintln!("skipped: openssl CLI not available to make test certificates");
+        return;
+    };
+    // tls=required against a server without STARTTLS: never sent in the clear.
+    let dir = tempfile::tempdir().unwrap();
+    let (adv, smtp) = through(
+        dir.path(),
+        "smtp://{addr}?tls=required",
+        Security::Plain,
+        Some(ca),
+    )
+    .await;
+    adv.until("a refused attempt", |a| a.count("sender", "retried") >= 1)
+        .await;
+    assert!(smtp.mails().is_empty());
+    adv.stop().await;
+    // A certificate from a CA we were not told to trust: not sent.
+    let dir = tempfile::tempdir().unwrap();
+    let (adv, smtp) = through(
+        dir.path(),
+        "smtps://{addr}",
+        Security::Implicit(acceptor),
+        None,
+    )
+    .await;
+    adv.until("a refused attempt", |a| a.count("sender", "retried") >= 1)
+        .await;
+    assert!(smtp.mails().is_empty());
+    assert_eq!(
+        eml_files(&dir.path().join("queue")).len(),
+        1,
+        "still queued"
+    );
     adv.stop().await;
 }

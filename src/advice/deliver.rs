@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::sync::Notify;
@@ -110,17 +110,28 @@ impl Smarthost {
         })
     }
 
-    /// A lettre transport for this smarthost.
+    /// A lettre transport for this smarthost. `extra_ca` (PEM) is trusted besides the
+    /// public roots.
     pub fn transport(
         &self,
         hello: &str,
         timeout: Duration,
+        extra_ca: Option<&[u8]>,
     ) -> Result<AsyncSmtpTransport<Tokio1Executor>> {
-        let params = || {
-            TlsParameters::new(self.host.clone()).map_err(|e| {
-                Error::with_source(ErrorKind::Advice, "cannot set up TLS for the smarthost", e)
-            })
-        };
+        let tls_err =
+            |e| Error::with_source(ErrorKind::Advice, "cannot set up TLS for the smarthost", e);
+        let mut builder = TlsParameters::builder(self.host.clone());
+        if let Some(pem) = extra_ca {
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(Error::new(
+                    ErrorKind::Advice,
+                    "smarthost_ca holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                ));
+            }
+            let cert = Certificate::from_pem(pem).map_err(tls_err)?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let params = || builder.clone().build().map_err(tls_err);
         let tls = match self.tls {
             TlsMode::None => Tls::None,
             TlsMode::Opportunistic => Tls::Opportunistic(params()?),

@@ -83,10 +83,16 @@ impl Advisor {
             Some(url) => {
                 let host = Smarthost::parse(url)
                     .map_err(|e| Error::new(ErrorKind::Advice, format!("smarthost: {e}")))?;
+                let ca = match &a.smarthost_ca {
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        Error::io(ErrorKind::Advice, "cannot read smarthost_ca", path, e)
+                    })?),
+                    None => None,
+                };
                 let wake = Arc::new(Notify::new());
                 let d = deliver::Deliverer {
                     outbox: outbox.clone(),
-                    transport: host.transport(&cfg.smtp.hostname, a.smtp_timeout)?,
+                    transport: host.transport(&cfg.smtp.hostname, a.smtp_timeout, ca.as_deref())?,
                     policy: deliver::Policy {
                         retry_interval: a.retry_interval,
                         retry_max_interval: a.retry_max_interval,

@@ -1,7 +1,8 @@
 //! A small, honest SMTP server for tests: it speaks real RFC 5321 on loopback (EHLO,
-//! AUTH PLAIN / LOGIN, MAIL, RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT),
-//! captures every accepted transaction, and can be switched into failure modes
-//! (unavailable at connect, temporary or permanent rejections) while it runs.
+//! STARTTLS or implicit TLS, AUTH PLAIN / LOGIN, MAIL, RCPT, DATA with dot-unstuffing,
+//! RSET, NOOP, QUIT), captures every accepted transaction, and can be switched into
+//! failure modes (unavailable at connect, temporary or permanent rejections) while it
+//! runs. [`test_pki`] makes a private CA and a server certificate with the openssl CLI.
 //!
 //! Use: `let smtp = SmtpCapture::start().await;` point the code under test at
 //! `smtp.url()`, then `smtp.wait_for(n).await` returns the first `n` mails (panicking
@@ -12,10 +13,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// How the server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,9 +34,21 @@ pub enum Mode {
     RejectRcpt,
 }
 
+/// Transport security the server offers.
+#[derive(Clone)]
+pub enum Security {
+    Plain,
+    /// Plain, with STARTTLS offered (RFC 3207).
+    StartTls(TlsAcceptor),
+    /// TLS from the first byte (RFC 8314, "smtps").
+    Implicit(TlsAcceptor),
+}
+
 /// One accepted transaction.
 #[derive(Debug, Clone)]
 pub struct Captured {
+    /// Whether the transaction ran over TLS.
+    pub tls: bool,
     pub helo: String,
     /// The reverse path without brackets (empty for `<>`), and the raw parameters.
     pub mail_from: String,
@@ -74,6 +90,10 @@ impl SmtpCapture {
     }
 
     pub async fn start_with(mode: Mode) -> SmtpCapture {
+        Self::start_secure(mode, Security::Plain).await
+    }
+
+    pub async fn start_secure(mode: Mode, security: Security) -> SmtpCapture {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -88,7 +108,7 @@ impl SmtpCapture {
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 *s.connections.lock().unwrap() += 1;
-                tokio::spawn(session(sock, s.clone()));
+                tokio::spawn(connection(Box::new(sock), s.clone(), security.clone()));
             }
         });
         SmtpCapture { addr, shared, task }
@@ -137,32 +157,65 @@ impl SmtpCapture {
     }
 }
 
-async fn session(sock: TcpStream, shared: Arc<Shared>) {
-    let (rd, mut wr) = sock.into_split();
-    let mut rd = BufReader::new(rd);
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn connection(sock: Box<dyn Stream>, shared: Arc<Shared>, security: Security) {
+    match security {
+        Security::Plain => {
+            session(sock, &shared, None, false, true).await;
+        }
+        Security::Implicit(tls) => {
+            if let Ok(s) = tls.accept(sock).await {
+                session(Box::new(s), &shared, None, true, true).await;
+            }
+        }
+        Security::StartTls(tls) => {
+            if let Some(plain) = session(sock, &shared, Some(&tls), false, true).await {
+                if let Ok(s) = tls.accept(plain).await {
+                    session(Box::new(s), &shared, None, true, false).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs one SMTP session (`greet`: send the 220 banner; not after STARTTLS, where the
+/// client speaks first). Returns the connection when the client asked for STARTTLS
+/// (the caller does the handshake and runs a fresh session over TLS, RFC 3207 4.2).
+async fn session(
+    sock: Box<dyn Stream>,
+    shared: &Shared,
+    starttls: Option<&TlsAcceptor>,
+    secure: bool,
+    greet: bool,
+) -> Option<Box<dyn Stream>> {
+    let mut io = BufReader::new(sock);
     let mode = *shared.mode.lock().unwrap();
     if mode == Mode::Unavailable {
-        let _ = wr
+        let _ = io
             .write_all(b"421 4.3.2 capture.test Service not available, try later\r\n")
             .await;
-        return;
+        return None;
     }
     macro_rules! reply {
         ($($t:tt)*) => {
-            if wr.write_all(format!("{}\r\n", format!($($t)*)).as_bytes()).await.is_err() {
-                return;
+            if io.write_all(format!("{}\r\n", format!($($t)*)).as_bytes()).await.is_err() {
+                return None;
             }
         };
     }
-    reply!("220 capture.test ESMTP test server");
+    if greet {
+        reply!("220 capture.test ESMTP test server");
+    }
     let mut helo = String::new();
     let mut auth = None;
     let mut tx: Option<Captured> = None;
     let mut line = Vec::new();
     loop {
         line.clear();
-        match rd.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
+        match io.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
@@ -175,6 +228,9 @@ async fn session(sock: TcpStream, shared: Arc<Shared>) {
                 tx = None;
                 if verb == "EHLO" {
                     reply!("250-capture.test greets {helo}");
+                    if starttls.is_some() {
+                        reply!("250-STARTTLS");
+                    }
                     reply!("250-8BITMIME");
                     reply!("250-SIZE 10485760");
                     reply!("250-ENHANCEDSTATUSCODES");
@@ -182,6 +238,10 @@ async fn session(sock: TcpStream, shared: Arc<Shared>) {
                 } else {
                     reply!("250 capture.test");
                 }
+            }
+            "STARTTLS" if starttls.is_some() => {
+                reply!("220 2.0.0 Ready to start TLS");
+                return Some(io.into_inner());
             }
             "AUTH" => {
                 let args: Vec<&str> = text.split_whitespace().skip(1).collect();
@@ -191,10 +251,7 @@ async fn session(sock: TcpStream, shared: Arc<Shared>) {
                             Some(i) => i.to_string(),
                             None => {
                                 reply!("334 ");
-                                match read_line(&mut rd).await {
-                                    Some(l) => l,
-                                    None => return,
-                                }
+                                read_line(&mut io).await?
                             }
                         };
                         b64(&initial).and_then(|raw| {
@@ -209,13 +266,9 @@ async fn session(sock: TcpStream, shared: Arc<Shared>) {
                     }
                     Some("LOGIN") => {
                         reply!("334 VXNlcm5hbWU6");
-                        let Some(u) = read_line(&mut rd).await else {
-                            return;
-                        };
+                        let u = read_line(&mut io).await?;
                         reply!("334 UGFzc3dvcmQ6");
-                        let Some(p) = read_line(&mut rd).await else {
-                            return;
-                        };
+                        let p = read_line(&mut io).await?;
                         b64(&u).zip(b64(&p)).map(|(u, p)| {
                             (
                                 String::from_utf8_lossy(&u).into_owned(),
@@ -247,6 +300,7 @@ async fn session(sock: TcpStream, shared: Arc<Shared>) {
                     continue;
                 };
                 tx = Some(Captured {
+                    tls: secure,
                     helo: helo.clone(),
                     mail_from: path,
                     mail_params: params,
@@ -280,8 +334,8 @@ async fn session(sock: TcpStream, shared: Arc<Shared>) {
                 reply!("354 End data with <CR><LF>.<CR><LF>");
                 loop {
                     line.clear();
-                    match rd.read_until(b'\n', &mut line).await {
-                        Ok(0) | Err(_) => return,
+                    match io.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => return None,
                         Ok(_) => {}
                     }
                     if line == b".\r\n" || line == b".\n" {
@@ -305,7 +359,7 @@ async fn session(sock: TcpStream, shared: Arc<Shared>) {
             "NOOP" => reply!("250 2.0.0 Ok"),
             "QUIT" => {
                 reply!("221 2.0.0 Bye");
-                return;
+                return None;
             }
             _ => reply!("500 5.5.2 Command not recognized"),
         }
@@ -354,4 +408,56 @@ fn b64(s: &str) -> Option<Vec<u8>> {
         out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
     }
     Some(out)
+}
+
+/// A private CA and a server certificate for 127.0.0.1 signed by it, made with the
+/// openssl CLI in `dir`: returns the CA's PEM path and an acceptor with the server
+/// certificate. `None` (the caller skips) when openssl is not installed.
+pub fn test_pki(dir: &Path) -> Option<(PathBuf, TlsAcceptor)> {
+    let p = |n: &str| dir.join(n).display().to_string();
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .ok()?;
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    openssl(&format!(
+        "req -x509 {ec} -days 1 -subj /CN=test-CA -keyout {} -out {}",
+        p("ca.key"),
+        p("ca.pem")
+    ))?;
+    openssl(&format!(
+        "req {ec} -subj /CN=127.0.0.1 -keyout {} -out {}",
+        p("leaf.key"),
+        p("leaf.csr")
+    ))?;
+    openssl(&format!(
+        "x509 -req -days 1 -CAcreateserial -in {} -CA {} -CAkey {} -extfile {} -out {}",
+        p("leaf.csr"),
+        p("ca.pem"),
+        p("ca.key"),
+        p("leaf.ext"),
+        p("leaf.pem")
+    ))?;
+    bouncelens::smtp::tls::install_crypto_provider();
+    let acceptor =
+        bouncelens::smtp::tls::load_acceptor(&dir.join("leaf.pem"), &dir.join("leaf.key"))
+            .expect("the test certificate loads");
+    Some((dir.join("ca.pem"), acceptor))
+}
+
+/// Runs `openssl ARGS` (space-separated; paths must not contain spaces).
+fn openssl(args: &str) -> Option<()> {
+    let out = std::process::Command::new("openssl")
+        .args(args.split(' '))
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "openssl {args} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(())
 }
