@@ -31,6 +31,8 @@ use crate::model::FixBy;
 
 /// Recipients named in the opening sentence before "and N more".
 const NAMED_RECIPIENTS: usize = 3;
+/// Largest bounce attached whole; bigger ones are attached as headers only.
+pub const MAX_ATTACHMENT: usize = 512 * 1024;
 /// Longest header text taken from a bounce or rule (characters).
 const MAX_HEADER_TEXT: usize = 200;
 
@@ -138,16 +140,11 @@ impl Composer {
         ));
         for (n, raw) in c.attachments.iter().enumerate() {
             let name = if c.attachments.len() == 1 {
-                "bounce.eml".to_string()
+                "bounce".to_string()
             } else {
-                format!("bounce-{}.eml", n + 1)
+                format!("bounce-{}", n + 1)
             };
-            mixed = mixed.singlepart(
-                SinglePart::builder()
-                    .header(ContentType::parse("message/rfc822").expect("valid MIME type"))
-                    .header(ContentDisposition::attachment(&name))
-                    .body(rfc822_body(raw)),
-            );
+            mixed = mixed.singlepart(attachment(raw, &name));
         }
         let msg = b
             .multipart(mixed)
@@ -224,6 +221,14 @@ impl Composer {
             notes.push(l.more_recipients(c.more));
         }
         notes.push(l.attached(c.attachments.len(), c.items.len()));
+        let big = c
+            .attachments
+            .iter()
+            .filter(|r| r.len() > MAX_ATTACHMENT)
+            .count();
+        if big > 0 {
+            notes.push(l.headers_only(big));
+        }
         Doc {
             sentence,
             advice: c.why.cause.advice.trim().to_string(),
@@ -505,6 +510,30 @@ pub fn msg_id(s: &str) -> Option<String> {
     ok.then(|| format!("<{inner}>"))
 }
 
+/// A bounce as an attachment: the whole message (`message/rfc822`), or, when it is
+/// larger than [`MAX_ATTACHMENT`] (a returned original with big files), only its header
+/// block (`text/rfc822-headers`, RFC 6522), so advice mail stays small.
+fn attachment(raw: &[u8], name: &str) -> SinglePart {
+    if raw.len() <= MAX_ATTACHMENT {
+        return SinglePart::builder()
+            .header(ContentType::parse("message/rfc822").expect("valid MIME type"))
+            .header(ContentDisposition::attachment(&format!("{name}.eml")))
+            .body(rfc822_body(raw));
+    }
+    let end = [&b"\r\n\r\n"[..], b"\n\n"]
+        .iter()
+        .filter_map(|sep| raw.windows(sep.len()).position(|w| w == *sep))
+        .min()
+        .unwrap_or(raw.len())
+        .min(64 * 1024);
+    SinglePart::builder()
+        .header(ContentType::parse("text/rfc822-headers").expect("valid MIME type"))
+        .header(ContentDisposition::attachment(&format!(
+            "{name}-headers.txt"
+        )))
+        .body(rfc822_body(&raw[..end]))
+}
+
 /// The bounce as a `message/rfc822` body. RFC 2046 wants 7bit / 8bit for this type:
 /// we use 7bit when the bounce is ASCII with lines of at most 998 octets (almost all
 /// are), else base64, which keeps the advice mail 7-bit clean for smarthosts without
@@ -561,6 +590,21 @@ mod tests {
     #[test]
     fn html_escaping_covers_markup_and_quotes() {
         assert_eq!(esc("<b a=\"1\">&'"), "&lt;b a=&quot;1&quot;&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn large_bounces_attach_as_headers_only() {
+        let mut raw = b"Subject: big\r\nFrom: a@b.example\r\n\r\n".to_vec();
+        raw.resize(MAX_ATTACHMENT + 1, b'x');
+        let part = String::from_utf8(attachment(&raw, "bounce").formatted()).unwrap();
+        assert!(part.contains("Content-Type: text/rfc822-headers"), "{part}");
+        assert!(part.contains("Subject: big\r\nFrom: a@b.example\r\n"));
+        assert!(part.len() < 1024, "{} bytes", part.len());
+        let small =
+            String::from_utf8(attachment(b"Subject: s\r\n\r\nhi\r\n", "bounce").formatted())
+                .unwrap();
+        assert!(small.contains("Content-Type: message/rfc822"));
+        assert!(small.contains("filename=\"bounce.eml\""));
     }
 
     #[test]

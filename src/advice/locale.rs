@@ -295,6 +295,14 @@ impl Locale {
         }
     }
 
+    /// Bounces too large to attach whole.
+    pub fn headers_only(&self, n: usize) -> String {
+        match self.ja() {
+            false => format!("{n} large bounce(s) are attached as headers only; the full text stays in the bouncelens spool under the queue id above."),
+            true => format!("サイズの大きい NDR {n} 件はヘッダーのみ添付しています。全文は上記の受付 ID で bouncelens のスプールに残っています。"),
+        }
+    }
+
     pub fn footer(&self) -> &'static str {
         self.pick(
             "This advice was written automatically by bouncelens from the bounce it names. Replies to it are not read.",
