@@ -427,10 +427,12 @@ impl Config {
     fn validate_advice(&self, name: &str) -> Result<()> {
         let a = &self.advice;
         let advice = |key: &str, why: String| Err(bad_key(name, "advice", key, why));
-        if !looks_like_address(&a.from) {
+        // What the mail library will accept (so no advice mail fails on its address).
+        let mailable = |s: &str| looks_like_address(s) && s.parse::<lettre::Address>().is_ok();
+        if !mailable(&a.from) {
             return advice("from", format!("{:?} is not an address", a.from));
         }
-        if let Some(adm) = a.admins.iter().find(|adm| !looks_like_address(adm)) {
+        if let Some(adm) = a.admins.iter().find(|adm| !mailable(adm)) {
             return advice("admins", format!("{adm:?} is not an address"));
         }
         if let Some(d) = a

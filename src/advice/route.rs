@@ -370,7 +370,12 @@ pub fn addr_spec(value: &str) -> Option<String> {
     let inner = inner.trim().trim_matches(|c| c == '"' || c == '\'');
     let (local, domain) = inner.rsplit_once('@')?;
     let addr = format!("{local}@{}", domain.to_ascii_lowercase());
-    (looks_like_address(&addr) && domain.contains('.') && addr.is_ascii()).then_some(addr)
+    // Also what lettre will accept, so a composed mail can never fail on its address.
+    let valid = looks_like_address(&addr)
+        && domain.contains('.')
+        && addr.is_ascii()
+        && addr.parse::<lettre::Address>().is_ok();
+    valid.then_some(addr)
 }
 
 fn domain_of(addr: &str) -> Option<&str> {
@@ -403,6 +408,7 @@ mod tests {
         assert_eq!(addr_spec("<>"), None);
         assert_eq!(addr_spec("undisclosed-recipients:;"), None);
         assert_eq!(addr_spec("root@localhost"), None);
+        assert_eq!(addr_spec("a..b@example.com"), None);
     }
 
     #[test]
