@@ -1,9 +1,17 @@
 //! Classification: per-recipient facts + rule set -> [`Row`]s (SPEC "One classify row").
 //! Pure and I/O-free like the parser.
+//!
+//! The parser reports what the bounce says; this module decides what it means. For
+//! each recipient it builds one [`MatchInput`] (status, reply code, command, the
+//! reporting and remote hosts, and the diagnostic with its whitespace squashed once),
+//! asks the rule set for the best rule, and fills the row. The diagnostic is matched
+//! first; only when no text rule recognises it is the message's notice consulted,
+//! because a notice is mostly boilerplate and the server's own words are better
+//! evidence.
 
-use crate::model::{Lang, MessageKind, ParsedMessage, Reason, Row};
+use crate::model::{Lang, MessageKind, ParsedMessage, Reason, RecipientFacts, Row};
 use crate::parse;
-use crate::rules::{MatchInput, RuleSet};
+use crate::rules::{MatchInput, Rule, RuleSet};
 
 /// Classifies one parsed message. Always returns at least one row.
 pub fn classify_message(
@@ -37,6 +45,7 @@ pub fn classify_message(
             MessageKind::Feedback => Reason::Feedback,
             MessageKind::Autoreply => Reason::Vacation,
             MessageKind::Delivered => Reason::Delivered,
+            _ if msg.notice.is_some() => Reason::Onhold,
             _ => Reason::Undefined,
         };
         return vec![row];
@@ -50,33 +59,72 @@ pub fn classify_message(
             row.reply_code = r.reply_code;
             row.diagnostic = r.diagnostic.clone();
             row.remote_mta = r.remote_mta.clone();
-            let hosts: Vec<&str> = [msg.reporting_mta.as_deref(), r.remote_mta.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect();
-            let input = MatchInput {
-                status: r.status,
-                reply_code: r.reply_code,
-                text: r.diagnostic.as_deref().unwrap_or(""),
-                hosts: &hosts,
-                recipient: r.recipient.as_deref(),
-                command: r.smtp_command.as_deref(),
-            };
-            if let Some(rule) = rules.resolve(&input) {
-                row.reason = rule.reason;
-                row.cause = Some(rule.cause(lang));
-            }
-            if row.reason.is_failure() {
+            let (reason, rule) = judge(msg, r, rules);
+            row.reason = reason;
+            row.cause = rule.map(|rule| rule.cause(lang));
+            if reason.is_failure() {
                 let permanent = r
                     .status
                     .map(|s| s.is_permanent())
                     .or(r.reply_code.map(|c| c >= 500));
                 row.permanent = permanent;
-                row.hard_bounce = Some(row.reason.is_hard_bounce(permanent.unwrap_or(false)));
+                row.hard_bounce = Some(reason.is_hard_bounce(permanent.unwrap_or(false)));
             }
             row
         })
         .collect()
+}
+
+/// The reason for one recipient, and the rule that gave it (if any).
+fn judge<'r>(
+    msg: &ParsedMessage,
+    r: &RecipientFacts,
+    rules: &'r RuleSet,
+) -> (Reason, Option<&'r Rule>) {
+    match msg.kind {
+        MessageKind::Feedback => return (Reason::Feedback, None),
+        MessageKind::Autoreply => return (Reason::Vacation, None),
+        _ => {}
+    }
+    let action = r.action.as_deref().unwrap_or("");
+    if matches!(action, "delivered" | "relayed" | "expanded")
+        || r.status.is_some_and(|s| s.class == 2)
+    {
+        return (Reason::Delivered, None);
+    }
+    let diagnostic = r
+        .diagnostic
+        .as_deref()
+        .map(parse::diag::squash_whitespace)
+        .unwrap_or_default();
+    let hosts: Vec<&str> = [msg.reporting_mta.as_deref(), r.remote_mta.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut input = MatchInput {
+        status: r.status,
+        reply_code: r.reply_code,
+        text: &diagnostic,
+        hosts: &hosts,
+        recipient: r.recipient.as_deref(),
+        command: r.smtp_command.as_deref(),
+    };
+    let mut best = rules.resolve(&input);
+    if best.is_none_or(|rule| rule.text.is_empty()) {
+        if let Some(notice) = msg.notice.as_deref() {
+            let wider = format!("{diagnostic} {notice}");
+            input.text = &wider;
+            if let Some(rule) = rules.resolve(&input).filter(|rule| !rule.text.is_empty()) {
+                best = Some(rule);
+            }
+        }
+    }
+    match best {
+        Some(rule) => (rule.reason, Some(rule)),
+        None if action == "delayed" => (Reason::Expired, None),
+        None if !diagnostic.is_empty() => (Reason::Onhold, None),
+        None => (Reason::Undefined, None),
+    }
 }
 
 /// Splits `raw` as an mbox, parses and classifies every message.

@@ -1,16 +1,498 @@
 //! Bounce parsing: raw message bytes in, [`ParsedMessage`] out. Pure: no I/O, no
-//! globals, and it never panics on any input (fuzzed and property-tested).
+//! mutable globals, and it never panics on any input (fuzzed and property-tested).
+//!
+//! The message is parsed once with mail-parser; [`mime`] sorts its parts by role,
+//! then the first format that recognises the message wins, most structured first:
+//! ARF feedback, RFC 3464/6533 delivery-status, a report pasted into text, an RFC
+//! 3834 auto-reply, and finally the free-form notice scan. Each step only reads
+//! facts; judging them is [`crate::classify`]'s job.
 
-use crate::model::ParsedMessage;
+mod arf;
+mod autoreply;
+pub mod diag;
+mod dsn;
+pub mod fields;
+mod freeform;
+mod mbox;
+pub mod mime;
+mod original;
+mod ses;
+
+use std::sync::LazyLock;
+
+use mail_parser::{HeaderName, Message, MessageParser};
+
+use crate::model::{MessageKind, ParsedMessage, RecipientFacts, StatusCode};
+pub use mbox::split_mbox;
+
+/// The MIME parser configuration: only the headers we read are parsed (the rest
+/// stay raw), which keeps parsing cheap. Immutable and shared.
+pub(crate) static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .header_text(HeaderName::Subject)
+        .header_id(HeaderName::MessageId)
+});
+
+/// Longest `notice` kept on a parsed message.
+const NOTICE_MAX: usize = 4096;
 
 /// Parses one message (not an mbox; see [`split_mbox`]).
 pub fn parse_message(raw: &[u8]) -> ParsedMessage {
-    let _ = raw;
-    ParsedMessage::default()
+    match PARSER.parse(raw) {
+        Some(msg) => parse_parsed(&msg),
+        None => ParsedMessage {
+            format: "unparsed",
+            ..Default::default()
+        },
+    }
 }
 
-/// Splits an mbox (messages separated by `From ` lines) into messages. A file that is
-/// not an mbox (no leading `From ` line) is returned as one message.
-pub fn split_mbox(raw: &[u8]) -> Vec<&[u8]> {
-    vec![raw]
+/// Top-level header facts several steps consult.
+struct TopHeaders<'a> {
+    from: String,
+    subject: String,
+    auto_submitted: Option<&'a str>,
+    /// Exim's `X-Failed-Recipients`.
+    failed_recipients: Option<&'a str>,
+    autoreply_header: bool,
+    apple_unsubscribe: bool,
+}
+
+impl<'a> TopHeaders<'a> {
+    fn read(msg: &'a Message<'_>) -> Self {
+        let raw = |n: &'static str| msg.header_raw(n).map(str::trim);
+        let autoreply_header = ["X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"]
+            .iter()
+            .any(|h| raw(h).is_some())
+            || raw("Precedence").is_some_and(|p| p.eq_ignore_ascii_case("auto_reply"));
+        TopHeaders {
+            from: raw("From").unwrap_or("").to_string(),
+            subject: msg
+                .header(HeaderName::Subject)
+                .and_then(|v| v.as_text())
+                .or_else(|| raw("Subject"))
+                .unwrap_or("")
+                .to_string(),
+            auto_submitted: raw("Auto-Submitted"),
+            failed_recipients: raw("X-Failed-Recipients"),
+            autoreply_header,
+            apple_unsubscribe: raw("X-Apple-Unsubscribe")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        }
+    }
+
+    /// The sender or subject says "this is a bounce".
+    fn looks_like_bounce(&self) -> bool {
+        let f = self.from.to_lowercase();
+        let s = self.subject.to_lowercase();
+        const SENDERS: &[&str] = &[
+            "mailer-daemon",
+            "postmaster",
+            "mail delivery",
+            "mail administrator",
+            "mailadmin",
+            "mail-daemon",
+            "mmsc",
+            "mail system",
+        ];
+        const SUBJECTS: &[&str] = &[
+            "undeliver",
+            "delivery",
+            "returned mail",
+            "failure",
+            "failed",
+            "not delivered",
+            "could not",
+            "bounce",
+            "non remis",
+            "unzustellbar",
+            "rejected",
+            "error",
+            "warning",
+            "返送",
+            "不達",
+            "エラー",
+            "配信",
+        ];
+        SENDERS.iter().any(|w| f.contains(w)) || SUBJECTS.iter().any(|w| s.contains(w))
+    }
+}
+
+fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
+    let parts = mime::bounce_parts(msg);
+    let top = TopHeaders::read(msg);
+    let notice: String = match parts.notices.len() {
+        0 => String::new(),
+        1 => parts.notices[0].to_string(),
+        _ => parts.notices.join("\n"),
+    };
+    let mut out = ParsedMessage::default();
+    let mut addressed_to = Vec::new();
+    if let Some(r) = parts.returned {
+        (out.original, addressed_to) = original::from_returned(r);
+    }
+
+    if let Some(report) = parts.feedback_report.as_deref() {
+        return feedback(
+            out,
+            arf::parse_report(report),
+            &addressed_to,
+            &notice,
+            "arf",
+        );
+    }
+    if top.apple_unsubscribe || is_jmrp(&parts, &top) {
+        let mut fb = arf::Feedback {
+            feedback_type: Some(
+                if top.apple_unsubscribe {
+                    "opt-out"
+                } else {
+                    "abuse"
+                }
+                .into(),
+            ),
+            ..Default::default()
+        };
+        if top.apple_unsubscribe {
+            fb.recipients.extend(diag::bare_address(&top.from));
+        }
+        return feedback(
+            out,
+            fb,
+            &addressed_to,
+            &notice,
+            if top.apple_unsubscribe {
+                "unsubscribe"
+            } else {
+                "jmrp"
+            },
+        );
+    }
+
+    match ses::parse(&notice) {
+        ses::SesEvent::Bounce {
+            reporting_mta,
+            recipients,
+        }
+        | ses::SesEvent::Delivery {
+            reporting_mta,
+            recipients,
+        } if !recipients.is_empty() => {
+            out.format = "amazonses";
+            out.reporting_mta = reporting_mta;
+            out.recipients = recipients;
+            return finish(out);
+        }
+        ses::SesEvent::Complaint {
+            feedback_type,
+            recipients,
+        } => {
+            let fb = arf::Feedback {
+                feedback_type: feedback_type.or(Some("abuse".into())),
+                recipients,
+                ..Default::default()
+            };
+            return feedback(out, fb, &addressed_to, &notice, "amazonses");
+        }
+        _ => {}
+    }
+    let lower_notice = notice.to_lowercase();
+    let family = freeform::family_for(
+        &lower_notice,
+        &top.from.to_lowercase(),
+        &top.subject.to_lowercase(),
+    );
+    let scan = freeform::scan(&notice, family);
+    if out.original.is_empty() {
+        if let Some(at) = scan.original_at {
+            let rest = notice.get(at..).unwrap_or("");
+            let after_marker = rest.find('\n').map_or("", |i| &rest[i + 1..]);
+            (out.original, addressed_to) = original::from_header_text(after_marker.as_bytes());
+        }
+    }
+    out.notice = notice_text(&scan, &notice);
+
+    if let Some(ds) = parts.delivery_status.as_deref() {
+        let report = dsn::parse(ds);
+        if !report.recipients.is_empty() {
+            out.format = if parts.global { "rfc6533" } else { "rfc3464" };
+            apply_report(&mut out, report, &scan);
+            return finish(out);
+        }
+    }
+    let blocks = fields::parse_blocks(&notice);
+    if dsn::looks_like_report(&blocks) {
+        let report = dsn::parse(&notice);
+        if !report.recipients.is_empty() {
+            out.format = family.name;
+            apply_report(&mut out, report, &scan);
+            return finish(out);
+        }
+    }
+
+    let hints = autoreply::AutoreplyHints {
+        auto_submitted: top.auto_submitted,
+        subject: &top.subject,
+        from: &top.from,
+        autoreply_header: top.autoreply_header,
+    };
+    if parts.delivery_status.is_none() && autoreply::is_autoreply(&hints) {
+        out.kind = MessageKind::Autoreply;
+        out.format = "rfc3834";
+        out.recipients.push(RecipientFacts {
+            recipient: diag::bare_address(&top.from),
+            action: Some("autoreplied".into()),
+            diagnostic: out.notice.clone(),
+            ..Default::default()
+        });
+        return out;
+    }
+
+    let known_family = family.name != "freeform";
+    let bouncy = top.looks_like_bounce()
+        || known_family
+        || scan.anchored
+        || parts.is_report
+        || parts.delivery_status.is_some();
+    if !scan.recipients.is_empty()
+        && (bouncy || scan.recipients.iter().any(|r| has_error_words(&r.text)))
+    {
+        out.format = family.name;
+        out.reporting_mta = generating_server(&notice);
+        // The section's codes describe the recipient only when it is the only one.
+        let shared = if scan.recipients.len() == 1 {
+            scan.section.as_str()
+        } else {
+            ""
+        };
+        for r in &scan.recipients {
+            out.recipients
+                .push(freeform_recipient(&r.address, &r.text, shared));
+        }
+        return finish(out);
+    }
+    if bouncy {
+        // A failure notice that names nobody (v5 sendmail transcripts, carrier
+        // notices): the returned original's To is who it was for.
+        out.format = family.name;
+        let failed_header: Vec<String> = top
+            .failed_recipients
+            .map(|v| {
+                diag::addresses(v)
+                    .into_iter()
+                    .map(|(_, a)| a.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let named = if failed_header.is_empty() {
+            &addressed_to
+        } else {
+            &failed_header
+        };
+        for addr in named {
+            out.recipients
+                .push(freeform_recipient(addr, &scan.section, &scan.section));
+        }
+        if out.recipients.is_empty() {
+            out.kind = MessageKind::Dsn;
+        }
+        return finish(out);
+    }
+    out.format = "unparsed";
+    out
+}
+
+/// Microsoft JMRP complaint: a multipart/mixed "complaint about message" whose
+/// returned original carries `X-HmXmrOriginalRecipient`.
+fn is_jmrp(parts: &mime::BounceParts<'_, '_>, top: &TopHeaders<'_>) -> bool {
+    matches!(parts.returned, Some(mime::Returned::Message(m)) if m.header_raw("X-HmXmrOriginalRecipient").is_some())
+        && top.subject.to_lowercase().contains("complaint")
+}
+
+fn feedback(
+    mut out: ParsedMessage,
+    fb: arf::Feedback,
+    addressed_to: &[String],
+    notice: &str,
+    format: &'static str,
+) -> ParsedMessage {
+    out.kind = MessageKind::Feedback;
+    out.format = format;
+    out.feedback_type = fb.feedback_type.or(Some("other".into()));
+    out.reporting_mta = fb.reporting_mta;
+    out.arrival_date = fb.arrival_date;
+    out.original_envelope_sender = fb.original_mail_from;
+    out.extensions = fb.extensions;
+    let mut who = fb.recipients;
+    if who.is_empty() {
+        who = addressed_to.to_vec();
+    }
+    out.recipients = arf::recipient_rows(&who);
+    out.notice =
+        Some(diag::squash_whitespace(diag::bounded(notice, NOTICE_MAX))).filter(|n| !n.is_empty());
+    out
+}
+
+fn apply_report(out: &mut ParsedMessage, report: dsn::DeliveryStatus, scan: &freeform::NoticeScan) {
+    out.reporting_mta = report.reporting_mta;
+    out.received_from_mta = report.received_from_mta;
+    out.arrival_date = report.arrival_date;
+    out.original_envelope_sender = report.original_envelope_sender;
+    out.extensions = report.extensions;
+    out.recipients = report.recipients;
+    // A report without Diagnostic-Code: the notice usually has the server's words.
+    for r in &mut out.recipients {
+        if r.smtp_command.is_none() {
+            let addr = r.recipient.as_deref().unwrap_or("");
+            r.smtp_command = scan
+                .recipients
+                .iter()
+                .find(|n| n.address.eq_ignore_ascii_case(addr))
+                .and_then(|n| diag::smtp_command(&n.text))
+                .map(str::to_string);
+        }
+        if r.diagnostic.is_some() {
+            continue;
+        }
+        let addr = r.recipient.as_deref().unwrap_or("");
+        let from_notice = scan
+            .recipients
+            .iter()
+            .find(|n| n.address.eq_ignore_ascii_case(addr))
+            .or(if scan.recipients.len() == 1 {
+                scan.recipients.first()
+            } else {
+                None
+            })
+            .map(|n| n.text.clone())
+            .filter(|t| !t.is_empty());
+        if let Some(text) = from_notice {
+            r.diagnostic = Some(text);
+            dsn::complete_from_diagnostic(r);
+        }
+    }
+}
+
+fn freeform_recipient(address: &str, text: &str, section: &str) -> RecipientFacts {
+    let own = (!text.is_empty()).then(|| text.to_string());
+    let mut r = RecipientFacts {
+        recipient: Some(address.to_string()),
+        action: Some("failed".into()),
+        diagnostic: own,
+        ..Default::default()
+    };
+    dsn::complete_from_diagnostic(&mut r);
+    if r.status.is_none() || r.reply_code.is_none() {
+        let status = r.status.or_else(|| diag::status(section));
+        r.status = status;
+        if r.reply_code.is_none() {
+            r.reply_code = diag::reply_code(section);
+        }
+    }
+    if r.smtp_command.is_none() {
+        r.smtp_command = diag::smtp_command(section).map(str::to_string);
+    }
+    r
+}
+
+/// Fills what the text supports when nothing stated it, and sets the message kind.
+fn finish(mut out: ParsedMessage) -> ParsedMessage {
+    let notice_class = out.notice.as_deref().and_then(class_from_wording);
+    let mut any_failed = false;
+    for r in &mut out.recipients {
+        let action = r.action.as_deref().unwrap_or("failed");
+        let delivered = matches!(action, "delivered" | "relayed" | "expanded");
+        if !delivered {
+            any_failed = true;
+        }
+        if r.status.is_none() {
+            let class = r
+                .reply_code
+                .map(|c| (c / 100) as u8)
+                .filter(|c| matches!(c, 4 | 5))
+                .or_else(|| r.diagnostic.as_deref().and_then(class_from_wording))
+                .or(match action {
+                    "delayed" => Some(4),
+                    "failed" if r.diagnostic.is_some() || notice_class.is_none() => Some(5),
+                    _ => None,
+                })
+                .or(notice_class);
+            r.status = class.map(|c| StatusCode::new(c, 0, 0));
+            if delivered {
+                r.status = Some(StatusCode::new(2, 0, 0));
+            }
+        }
+    }
+    out.kind = if out.recipients.is_empty() || any_failed {
+        MessageKind::Dsn
+    } else {
+        MessageKind::Delivered
+    };
+    out
+}
+
+/// Exchange's "Generating server: host" line: the server that wrote the NDR.
+fn generating_server(notice: &str) -> Option<String> {
+    notice.lines().find_map(|l| {
+        let t = l.trim();
+        let rest = t
+            .get(..18)
+            .filter(|p| p.eq_ignore_ascii_case("generating server:"))
+            .and(t.get(18..))?;
+        rest.split_whitespace().next().map(str::to_string)
+    })
+}
+
+/// `5` for wording that says the failure is final, `4` for wording that says it is
+/// temporary.
+fn class_from_wording(text: &str) -> Option<u8> {
+    let t = text.to_lowercase();
+    const TEMPORARY: &[&str] = &[
+        "temporary",
+        "transient",
+        "will retry",
+        "still trying",
+        "deferred",
+        "delayed",
+        "will be retried",
+        "try again later",
+        "not yet been delivered",
+    ];
+    const PERMANENT: &[&str] = &[
+        "permanent",
+        "fatal",
+        "could not be delivered",
+        "undeliverable",
+        "has been rejected",
+        "failed",
+        "unable to deliver",
+        "not delivered",
+        "rejected",
+        "giving up",
+        "given up",
+    ];
+    if TEMPORARY.iter().any(|w| t.contains(w)) {
+        Some(4)
+    } else if PERMANENT.iter().any(|w| t.contains(w)) {
+        Some(5)
+    } else {
+        None
+    }
+}
+
+fn has_error_words(text: &str) -> bool {
+    diag::reply_code(text).is_some()
+        || diag::status(text).is_some()
+        || class_from_wording(text).is_some()
+}
+
+fn notice_text(scan: &freeform::NoticeScan, notice: &str) -> Option<String> {
+    let text = if scan.section.is_empty() {
+        diag::squash_whitespace(diag::bounded(notice, NOTICE_MAX * 2))
+    } else {
+        scan.section.clone()
+    };
+    let text = diag::bounded(&text, NOTICE_MAX).to_string();
+    (!text.is_empty()).then_some(text)
 }

@@ -1,0 +1,291 @@
+//! Facts read out of a server's error text: the SMTP reply code, the enhanced status
+//! code, the SMTP command that failed, and addresses.
+//!
+//! Every bounce format ends up with a line of text from the remote server
+//! (`550 5.1.1 <bob@example.org>... User unknown`); these helpers read it the same way
+//! whichever format carried it. Plain byte scanning, no regexes: they run for every
+//! recipient of every message.
+
+use crate::model::StatusCode;
+
+/// The first SMTP reply code (`2xx`/`4xx`/`5xx`, second digit 0-5) standing alone in
+/// `text`: not part of a longer number, an IP address, a date or a status code.
+pub fn reply_code(text: &str) -> Option<u16> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i + 3 <= b.len() {
+        let c = b[i];
+        if matches!(c, b'2' | b'4' | b'5')
+            && b[i + 1].is_ascii_digit()
+            && b[i + 1] <= b'5'
+            && b[i + 2].is_ascii_digit()
+        {
+            let before_ok = i == 0
+                || matches!(
+                    b[i - 1],
+                    b' ' | b'\t' | b'\n' | b'(' | b'[' | b';' | b':' | b'"' | b'\'' | b'<' | b'='
+                );
+            let after = b.get(i + 3).copied();
+            let after_ok = matches!(
+                after,
+                None | Some(b' ' | b'-' | b'\t' | b'\r' | b'\n' | b')' | b']' | b',' | b';' | b':')
+            );
+            // "550-5.7.1" continuation lines and "550 5.7.1" both count; "550.5" does not.
+            if before_ok && after_ok && !followed_by_time_or_year(b, i) {
+                return std::str::from_utf8(&b[i..i + 3]).ok()?.parse().ok();
+            }
+        }
+        // Skip the rest of a number so "12550" does not yield 550.
+        if c.is_ascii_digit() {
+            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// "201 2013" (a year) or "500 bytes" are not reply codes; a following word of
+/// letters is fine ("550 Unknown user"), but a following unit is not.
+fn followed_by_time_or_year(b: &[u8], i: usize) -> bool {
+    let rest = &b[i + 3..];
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    let word_end = rest
+        .iter()
+        .position(|c| !c.is_ascii_alphanumeric())
+        .unwrap_or(rest.len());
+    let word = &rest[..word_end];
+    word.eq_ignore_ascii_case(b"bytes")
+        || word.eq_ignore_ascii_case(b"seconds")
+        || word.eq_ignore_ascii_case(b"minutes")
+        || word.eq_ignore_ascii_case(b"hours")
+        || word.eq_ignore_ascii_case(b"days")
+        || (word.len() == 4 && word.iter().all(u8::is_ascii_digit))
+}
+
+/// The enhanced status code in `text`, if any.
+pub fn status(text: &str) -> Option<StatusCode> {
+    StatusCode::find_in(text)
+}
+
+/// The status code the remote server put right after its reply code
+/// (`550 5.7.1`, `550-5.7.1`, `550-'5.2.2`, `<421 4.4.2`): the server's own verdict.
+/// When a reply carries several (a relay quoting the final hop), the last one wins.
+pub fn replied_status(text: &str) -> Option<StatusCode> {
+    let b = text.as_bytes();
+    let mut found = None;
+    let mut i = 0;
+    while i + 4 < b.len() {
+        let is_reply = matches!(b[i], b'4' | b'5')
+            && b[i + 1].is_ascii_digit()
+            && b[i + 2].is_ascii_digit()
+            && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'.')
+            && matches!(b[i + 3], b' ' | b'-');
+        if is_reply {
+            let mut j = i + 4;
+            while j < b.len() && matches!(b[j], b'\'' | b'"' | b'#' | b' ') && j < i + 7 {
+                j += 1;
+            }
+            if b.get(j) == Some(&b[i]) {
+                if let Some(code) = text.get(j..).and_then(StatusCode::find_in) {
+                    if text
+                        .get(j..)
+                        .is_some_and(|t| t.starts_with(&code.to_string()))
+                    {
+                        found = Some(code);
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+/// Phrases naming the SMTP command a server rejected, and the verb each means.
+/// Checked in order; the first phrase found wins.
+const COMMAND_PHRASES: &[(&str, &str)] = &[
+    ("end of data", "DATA"),
+    ("after data", "DATA"),
+    ("data command", "DATA"),
+    ("final data", "DATA"),
+    ("data response", "DATA"),
+    ("[data]", "DATA"),
+    ("after rcpt", "RCPT"),
+    ("rcpt to", "RCPT"),
+    ("rcpt_to", "RCPT"),
+    ("rcpt command", "RCPT"),
+    ("after mail", "MAIL"),
+    ("mail from", "MAIL"),
+    ("mail_from", "MAIL"),
+    ("mail command", "MAIL"),
+    ("after ehlo", "EHLO"),
+    ("ehlo command", "EHLO"),
+    ("after helo", "HELO"),
+    ("helo command", "HELO"),
+    ("after starttls", "STARTTLS"),
+    ("starttls command", "STARTTLS"),
+    ("after auth", "AUTH"),
+    ("initial connection", "CONN"),
+    ("after connect", "CONN"),
+    ("greeting", "CONN"),
+];
+
+/// The SMTP command `text` says was rejected (`RCPT`, `DATA`, ...).
+pub fn smtp_command(text: &str) -> Option<&'static str> {
+    let lower = text.to_ascii_lowercase();
+    COMMAND_PHRASES
+        .iter()
+        .filter_map(|(p, v)| lower.find(p).map(|at| (at, *v)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, v)| v)
+}
+
+/// Characters allowed in the local part and domain of an address as servers print it.
+fn is_addr_char(c: char) -> bool {
+    c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+}
+
+/// Every `local@domain` address in `text`, in order, without brackets, trailing dots
+/// or surrounding punctuation. Domains need a dot (or are a bracketed literal).
+pub fn addresses(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    for (at, _) in text.match_indices('@') {
+        let start = text[..at]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| is_addr_char(*c))
+            .last()
+            .map_or(at, |(i, _)| i);
+        let end = text[at + 1..]
+            .char_indices()
+            .take_while(|(_, c)| is_addr_char(*c) || *c == '[' || *c == ']')
+            .last()
+            .map_or(at + 1, |(i, c)| at + 1 + i + c.len_utf8());
+        let mut addr = &text[start..end];
+        addr = addr.trim_matches(|c: char| c == '.' || c == '\'' || c == '`' || c == '=');
+        addr = addr.trim_end_matches(']');
+        let Some((local, domain)) = addr.split_once('@') else {
+            continue;
+        };
+        if local.is_empty() || domain.len() < 3 || !domain.contains('.') || domain.starts_with('.')
+        {
+            continue;
+        }
+        if out.last().is_some_and(|(s, _)| *s == start) {
+            continue;
+        }
+        out.push((start, addr));
+    }
+    out
+}
+
+/// A bare address from an RFC 3464 recipient field or a `Name <addr>` header value:
+/// brackets, quotes and comments dropped, `rfc822;` stripped.
+pub fn bare_address(value: &str) -> Option<String> {
+    let v = super::fields::strip_type(value);
+    if let Some(open) = v.find('<') {
+        if let Some(close) = v[open..].find('>') {
+            let inner = v[open + 1..open + close].trim();
+            if inner.contains('@') {
+                return Some(inner.trim_matches(|c| c == '"' || c == '\'').to_string());
+            }
+        }
+    }
+    let first = addresses(v).first().map(|(_, a)| a.to_string());
+    first.or_else(|| {
+        let t = v.trim().trim_matches(|c| c == '<' || c == '>' || c == '"');
+        (!t.is_empty() && !t.contains(char::is_whitespace)).then(|| t.to_string())
+    })
+}
+
+/// Collapses runs of whitespace (including line breaks) into single spaces.
+pub fn squash_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub fn bounded(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_codes_stand_alone() {
+        assert_eq!(
+            reply_code("smtp; 550 5.1.1 <a@b.c>... User unknown"),
+            Some(550)
+        );
+        assert_eq!(reply_code("host 192.0.2.5 said: 452-4.2.2 full"), Some(452));
+        assert_eq!(reply_code("Thu, 29 Apr 2010 12550 x"), None);
+        assert_eq!(reply_code("(#5.5.0)"), None);
+        assert_eq!(reply_code("message of 500 bytes"), None);
+        assert_eq!(reply_code("retry 4.4.1 after 421 response"), Some(421));
+    }
+
+    #[test]
+    fn replied_status_is_the_last_code_after_a_reply_code() {
+        assert_eq!(
+            replied_status("554 4.4.7 Message expired <421 4.4.2 Connection timed out>"),
+            Some(StatusCode::new(4, 4, 2))
+        );
+        assert_eq!(
+            replied_status("5.1.0 - Unknown address error 550-'5.7.1 <a@b.c>... Access denied'"),
+            Some(StatusCode::new(5, 7, 1))
+        );
+        assert_eq!(replied_status("User unknown (#5.1.1)"), None);
+    }
+
+    #[test]
+    fn commands_from_server_wording() {
+        assert_eq!(
+            smtp_command("said: 550 nope (in reply to RCPT TO command)"),
+            Some("RCPT")
+        );
+        assert_eq!(
+            smtp_command("SMTP error from remote mail server after end of data:"),
+            Some("DATA")
+        );
+        assert_eq!(
+            smtp_command("after MAIL FROM:<a@b.c> SIZE=1: 550"),
+            Some("MAIL")
+        );
+        assert_eq!(smtp_command("User unknown"), None);
+    }
+
+    #[test]
+    fn addresses_found_and_cleaned() {
+        let found: Vec<&str> = addresses("<a.b@example.org>: to kijitora@example.jp. and x@y")
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+        assert_eq!(found, ["a.b@example.org", "kijitora@example.jp"]);
+        assert_eq!(
+            bare_address("rfc822; <Bob@Example.org>").as_deref(),
+            Some("Bob@Example.org")
+        );
+        assert_eq!(
+            bare_address("\"Bob\" <bob@example.org>").as_deref(),
+            Some("bob@example.org")
+        );
+    }
+}
