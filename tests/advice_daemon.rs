@@ -1,9 +1,7 @@
 //! End to end through the real daemon: a bounce is delivered to bouncelens over SMTP,
-//! spooled, classified, handed to the advisor, and the advice reaches a capturing
-//! smarthost — including across a daemon restart while the smarthost is down.
-//!
-//! Routing sends every failure to the admins here, so these tests hold whatever the
-//! parser makes of the bounce (they test the plumbing; content is in advice_mail.rs).
+//! spooled, parsed, classified with the built-in rule packs, handed to the advisor, and
+//! the advice reaches a capturing smarthost — including across a daemon restart while
+//! the smarthost is down.
 
 #[path = "common/advice_fixture.rs"]
 mod fixture;
@@ -34,6 +32,17 @@ fn daemon_config(dir: &Path, smarthost: &SmtpCapture) -> Config {
     c.spool.dir = dir.join("spool");
     c.spool.events_log = dir.join("events.jsonl");
     c.metrics.listen = None;
+    c
+}
+
+/// No rules: classification leaves causes empty (quick to load in debug builds).
+fn no_rules() -> RuleSet {
+    RuleSet::load(&[]).unwrap()
+}
+
+/// Routing that sends every failure to the admins, whatever its cause: for tests of
+/// the plumbing that should not depend on what the rule packs say.
+fn everything_to_admins(c: &mut Config) {
     let r = &mut c.advice.route;
     for a in [
         &mut r.sender,
@@ -45,31 +54,34 @@ fn daemon_config(dir: &Path, smarthost: &SmtpCapture) -> Config {
         *a = Audience::Admin;
     }
     r.reason.insert(Reason::Undefined, Audience::Admin);
-    c
 }
 
 impl Running {
-    async fn start(cfg: &Config) -> Running {
+    /// Starts a daemon classifying with `rules`.
+    async fn start(cfg: &Config, rules: RuleSet) -> Running {
         cfg.validate("test").expect("valid config");
         let listeners = Listeners {
             smtp: vec![TcpListener::bind("127.0.0.1:0").await.unwrap()],
             http: None,
         };
         let (stop, rx) = watch::channel(false);
-        let daemon = Daemon::start(listeners, cfg.clone(), RuleSet::load(&[]).unwrap(), rx)
+        let daemon = Daemon::start(listeners, cfg.clone(), rules, rx)
             .await
             .expect("daemon starts");
         Running { daemon, stop }
     }
 
-    /// Delivers `raw` to the daemon as a bounce (null sender), like a remote MTA.
+    /// Delivers `raw` to the bounce mailbox as a remote MTA would (null sender).
     async fn deliver(&self, raw: &str) {
+        self.deliver_to(raw, "bounces@bounces.example.com").await
+    }
+
+    async fn deliver_to(&self, raw: &str, rcpt: &str) {
         let addr = self.daemon.smtp_addrs()[0];
         let client = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
             .port(addr.port())
             .build();
-        let env =
-            Envelope::new(None, vec!["bounces@bounces.example.com".parse().unwrap()]).unwrap();
+        let env = Envelope::new(None, vec![rcpt.parse().unwrap()]).unwrap();
         client
             .send_raw(&env, raw.as_bytes())
             .await
@@ -98,7 +110,9 @@ impl Running {
 async fn a_bounce_received_over_smtp_becomes_advice_at_the_smarthost() {
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpCapture::start().await;
-    let d = Running::start(&daemon_config(dir.path(), &smtp)).await;
+    let mut cfg = daemon_config(dir.path(), &smtp);
+    everything_to_admins(&mut cfg);
+    let d = Running::start(&cfg, no_rules()).await;
     let bounce = Bounce::new("E1", "alice@example.com", "bob@example.org", "5.1.1").raw();
     d.deliver(&bounce).await;
 
@@ -139,8 +153,9 @@ async fn a_bounce_received_over_smtp_becomes_advice_at_the_smarthost() {
 async fn advice_pending_when_the_daemon_restarts_is_delivered_once() {
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpCapture::start_with(Mode::Unavailable).await;
-    let cfg = daemon_config(dir.path(), &smtp);
-    let first = Running::start(&cfg).await;
+    let mut cfg = daemon_config(dir.path(), &smtp);
+    everything_to_admins(&mut cfg);
+    let first = Running::start(&cfg, no_rules()).await;
     first
         .deliver(&Bounce::new("E3", "alice@example.com", "carol@example.org", "5.1.1").raw())
         .await;
@@ -151,7 +166,7 @@ async fn advice_pending_when_the_daemon_restarts_is_delivered_once() {
     assert_eq!(eml_files(&dir.path().join("outbox/queue")).len(), 1);
 
     smtp.set_mode(Mode::Accept);
-    let second = Running::start(&cfg).await;
+    let second = Running::start(&cfg, no_rules()).await;
     let mails = smtp.wait_for(1).await;
     second
         .until("sent after the restart", |d| d.count("admin", "sent") == 1)
@@ -162,4 +177,74 @@ async fn advice_pending_when_the_daemon_restarts_is_delivered_once() {
     assert_eq!(second.count("admin", "queued"), 0);
     assert_eq!(smtp.mails().len(), 1);
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_bounce_becomes_japanese_advice_for_its_sender_threaded_with_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpCapture::start().await;
+    let mut cfg = daemon_config(dir.path(), &smtp);
+    cfg.advice.language = Lang::Ja;
+    cfg.smtp.verp = Some("bounces+{local}={domain}@bounces.example.com".into());
+    cfg.smtp.accept_addresses = vec!["bounces@bounces.example.com".into()];
+    let to_alice = Bounce::new(
+        "E5",
+        "Alice <alice@example.com>",
+        "bob@example.org",
+        "5.1.1",
+    )
+    .raw();
+
+    // What the library says about this bounce, in Japanese, is what the mail must say.
+    let rules = RuleSet::builtin().unwrap();
+    let parsed = bouncelens::parse::parse_message(to_alice.as_bytes());
+    let row = bouncelens::classify::classify_message(&parsed, &rules, Lang::Ja, "E5", 0).remove(0);
+    let cause = row.cause.expect("the packs explain 5.1.1");
+    let steps = rules.get(&cause.id).unwrap().ja.steps.clone();
+    assert!(!steps.is_empty());
+
+    let d = Running::start(&cfg, rules).await;
+    // To the bounce mailbox: the sender comes from the returned headers.
+    d.deliver(&to_alice).await;
+    // To a VERP address: the envelope names carol, whatever the From header says.
+    let verp = Bounce::new("E6", "alice@example.com", "dan@example.org", "5.1.1").raw();
+    d.deliver_to(&verp, "bounces+carol=example.com@bounces.example.com")
+        .await;
+    // A bounce of forged mail (sender outside our domains): backscatter, no advice.
+    let forged = Bounce::new("E7", "spoofed@elsewhere.test", "x@example.org", "5.1.1").raw();
+    d.deliver(&forged).await;
+
+    let mails = smtp.wait_for(2).await;
+    d.until("two sent, one refused", |d| {
+        d.count("sender", "sent") == 2 && d.count("sender", "suppressed_backscatter") == 1
+    })
+    .await;
+    assert_eq!(smtp.mails().len(), 2);
+    let alice = mails
+        .iter()
+        .find(|m| m.rcpt_to == ["alice@example.com"])
+        .expect("advice for alice");
+    assert!(mails.iter().any(|m| m.rcpt_to == ["carol@example.com"]));
+
+    let m = parse(&alice.data);
+    assert_eq!(
+        m.subject().unwrap(),
+        format!("bob@example.org に配信できませんでした: {}", cause.title)
+    );
+    assert_eq!(
+        m.header_raw("In-Reply-To").map(str::trim),
+        Some("<orig-E5@mail.example.com>")
+    );
+    let text = fixture::part_text(&m, "text/plain");
+    assert!(text.contains(&cause.advice), "{text}");
+    assert!(text.contains("対応が必要な人: あなた (送信者)"), "{text}");
+    for (n, step) in steps.iter().enumerate() {
+        assert!(
+            text.contains(&format!("  {}. {step}", n + 1)),
+            "step {n}: {text}"
+        );
+    }
+    assert!(text.contains("ステータス コード: 5.1.1"));
+    assert_eq!(attached(&m).len(), 1);
+    d.stop().await;
 }
