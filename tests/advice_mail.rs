@@ -470,3 +470,36 @@ async fn outbox_mode_writes_eml_files_for_any_sender() {
     assert_eq!(attached(&m).len(), 1);
     adv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_is_reported_as_a_delay_in_both_languages() {
+    for (lang, subject, sentence) in [
+        (
+            Lang::En,
+            "Delayed, not yet delivered to late@example.org: Delivery is delayed",
+            "Your message \"Quarterly report <Q3> & \"plans\"\" to late@example.org has not been delivered yet: Delivery is delayed.",
+        ),
+        (
+            Lang::Ja,
+            "late@example.org への配信が遅れています: 配信が遅れています",
+            "あなたが late@example.org 宛てに送信したメッセージ「Quarterly report <Q3> & \"plans\"」はまだ配信されていません: 配信が遅れています。",
+        ),
+    ] {
+        let (_dir, smtp, adv) = with_smarthost(Mode::Accept, lang, |c| {
+            // fix_by none is normally not advised; an override by cause id asks for it.
+            c.advice.route.cause.insert(
+                "test.4.4.7.expired".into(),
+                bouncelens::config::Audience::Sender,
+            );
+        })
+        .await;
+        adv.bounce("L1", "alice@example.com", "late@example.org", "4.4.7")
+            .await;
+        let mails = smtp.wait_for(1).await;
+        let m = parse(&mails[0].data);
+        assert_eq!(m.subject().unwrap(), subject);
+        let text = part_text(&m, "text/plain");
+        assert!(text.contains(sentence), "{text}");
+        adv.stop().await;
+    }
+}

@@ -22,7 +22,7 @@ use lettre::message::header::{
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
-use super::locale::{Field, Locale, Party};
+use super::locale::{Field, Locale, Party, Summary};
 use super::route::{Addressee, AudienceKind, Item, Why, ADVICE_HEADER, MSGID_PREFIX};
 use super::store;
 use crate::config::AdviceConfig;
@@ -104,7 +104,7 @@ impl Composer {
             Envelope::new(None, rcpts.clone()).map_err(advice_err("no advice recipient"))?;
 
         let doc = self.layout(c);
-        let subject = self.subject(c);
+        let subject = doc.subject.clone();
         let mut b = Message::builder()
             .from(self.from.clone())
             .subject(header_text(&subject))
@@ -170,17 +170,26 @@ impl Composer {
             .collect()
     }
 
-    fn subject(&self, c: &Content<'_>) -> String {
-        let names = self.recipients(c);
-        self.locale.subject(
-            names
+    fn summary<'c>(&self, c: &'c Content<'_>, names: &'c [&'c str], rcpts: &'c str) -> Summary<'c> {
+        let first = c.items.first();
+        Summary {
+            audience: c.to.kind,
+            messages: c.items.len(),
+            recipients: names.len() + c.more as usize,
+            first: names
                 .first()
                 .copied()
                 .unwrap_or(self.locale.unknown_recipient()),
-            names.len() + c.more as usize,
-            c.items.len() > 1,
-            &c.why.cause.title,
-        )
+            rcpts,
+            subject: first.and_then(|i| i.original.subject.as_deref()),
+            sender: first.and_then(|i| i.sender.as_deref()),
+            title: &c.why.cause.title,
+            delayed: c
+                .items
+                .iter()
+                .flat_map(|i| &i.recipients)
+                .all(|r| r.action.as_deref() == Some("delayed")),
+        }
     }
 
     /// Lays out the content once for both renderings.
@@ -188,16 +197,10 @@ impl Composer {
         let l = &self.locale;
         let audience = c.to.kind;
         let names = self.recipients(c);
-        let first = c.items.first();
-        let sentence = l.what_happened(
-            audience,
-            c.items.len(),
-            names.len() + c.more as usize,
-            &l.list(&names, NAMED_RECIPIENTS),
-            first.and_then(|i| i.original.subject.as_deref()),
-            first.and_then(|i| i.sender.as_deref()),
-            &c.why.cause.title,
-        );
+        let rcpts = l.list(&names, NAMED_RECIPIENTS);
+        let summary = self.summary(c, &names, &rcpts);
+        let sentence = l.what_happened(&summary);
+        let subject = l.subject(&summary);
         let mut details = Vec::new();
         for (n, item) in c.items.iter().enumerate() {
             let heading = (c.items.len() > 1).then(|| l.message_heading(n + 1, c.items.len()));
@@ -230,6 +233,7 @@ impl Composer {
             notes.push(l.headers_only(big));
         }
         Doc {
+            subject,
             sentence,
             advice: c.why.cause.advice.trim().to_string(),
             who_heading: l.who_heading().to_string(),
@@ -298,6 +302,7 @@ impl Composer {
 /// The content of one advice mail, independent of rendering.
 #[derive(Debug)]
 struct Doc {
+    subject: String,
     sentence: String,
     advice: String,
     who_heading: String,

@@ -51,6 +51,26 @@ pub enum Field {
     Received,
 }
 
+/// What an advice mail's subject and first sentence are about.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<'a> {
+    pub audience: AudienceKind,
+    /// Bounced messages covered (more than one: a digest).
+    pub messages: usize,
+    /// Recipients covered, and the first of them.
+    pub recipients: usize,
+    pub first: &'a str,
+    /// The recipients, already shortened for a sentence ("a, b and 3 more").
+    pub rcpts: &'a str,
+    /// The original's subject, for a single message.
+    pub subject: Option<&'a str>,
+    pub sender: Option<&'a str>,
+    /// The cause's title.
+    pub title: &'a str,
+    /// Every recipient is only delayed (the sending server is still retrying).
+    pub delayed: bool,
+}
+
 /// Phrases in one language.
 #[derive(Debug, Clone, Copy)]
 pub struct Locale {
@@ -89,73 +109,73 @@ impl Locale {
         self.pick("(unknown recipient)", "(宛先不明)")
     }
 
-    /// Subject: who did not get the message (`who`, and how many in all), and why.
-    pub fn subject(&self, who: &str, recipients: usize, digest: bool, title: &str) -> String {
-        let prefix = match (digest, self.ja()) {
+    /// Subject: who did not get the message, and why.
+    pub fn subject(&self, s: &Summary<'_>) -> String {
+        let prefix = match (s.messages > 1, self.ja()) {
             (false, _) => "",
             (true, false) => "Digest: ",
             (true, true) => "まとめ: ",
         };
-        match (recipients > 1, self.ja()) {
+        let who = match (s.recipients - 1, self.ja()) {
+            (0, _) => s.first.to_string(),
+            (n, false) => format!("{} and {n} more", s.first),
+            (n, true) => format!("{} ほか {n} 件", s.first),
+        };
+        let title = s.title;
+        match (s.delayed, self.ja()) {
             (false, false) => format!("{prefix}Not delivered to {who}: {title}"),
             (false, true) => format!("{prefix}{who} に配信できませんでした: {title}"),
-            (true, false) => format!(
-                "{prefix}Not delivered to {who} and {} more: {title}",
-                recipients - 1
-            ),
-            (true, true) => format!(
-                "{prefix}{who} ほか {} 件に配信できませんでした: {title}",
-                recipients - 1
-            ),
+            (true, false) => format!("{prefix}Delayed, not yet delivered to {who}: {title}"),
+            (true, true) => format!("{prefix}{who} への配信が遅れています: {title}"),
         }
     }
 
-    /// One sentence on what happened. `messages` bounces, `recipients` recipients
-    /// listed in `rcpts` (already shortened), `subject` of the original if one message.
-    #[allow(clippy::too_many_arguments)]
-    pub fn what_happened(
-        &self,
-        audience: AudienceKind,
-        messages: usize,
-        recipients: usize,
-        rcpts: &str,
-        subject: Option<&str>,
-        sender: Option<&str>,
-        title: &str,
-    ) -> String {
-        let title = title.trim_end_matches(['.', '。']);
+    /// One sentence on what happened.
+    pub fn what_happened(&self, s: &Summary<'_>) -> String {
+        let title = s.title.trim_end_matches(['.', '。']);
+        let (messages, recipients, rcpts) = (s.messages, s.recipients, s.rcpts);
+        let failed_en = match (s.delayed, messages > 1) {
+            (false, _) => "could not be delivered",
+            (true, false) => "has not been delivered yet",
+            (true, true) => "have not been delivered yet",
+        };
+        let failed_ja = if s.delayed {
+            "まだ配信されていません"
+        } else {
+            "配信できませんでした"
+        };
         if messages > 1 {
-            return match (audience, self.ja()) {
+            return match (s.audience, self.ja()) {
                 (AudienceKind::Sender, false) => format!(
-                    "{messages} of your messages ({recipients} recipients) could not be delivered for the same reason: {title}."
+                    "{messages} of your messages ({recipients} recipients) {failed_en} for the same reason: {title}."
                 ),
                 (AudienceKind::Admin, false) => format!(
-                    "{messages} messages ({recipients} recipients) could not be delivered for the same reason: {title}."
+                    "{messages} messages ({recipients} recipients) {failed_en} for the same reason: {title}."
                 ),
                 (AudienceKind::Sender, true) => format!(
-                    "あなたが送信した {messages} 件のメッセージ (宛先 {recipients} 件) が同じ理由で配信できませんでした: {title}。"
+                    "あなたが送信した {messages} 件のメッセージ (宛先 {recipients} 件) が同じ理由で{failed_ja}: {title}。"
                 ),
                 (AudienceKind::Admin, true) => format!(
-                    "{messages} 件のメッセージ (宛先 {recipients} 件) が同じ理由で配信できませんでした: {title}。"
+                    "{messages} 件のメッセージ (宛先 {recipients} 件) が同じ理由で{failed_ja}: {title}。"
                 ),
             };
         }
-        let subj_en = subject.map(|s| format!(" \"{s}\"")).unwrap_or_default();
-        let subj_ja = subject.map(|s| format!("「{s}」")).unwrap_or_default();
-        match (audience, self.ja()) {
+        let subj_en = s.subject.map(|x| format!(" \"{x}\"")).unwrap_or_default();
+        let subj_ja = s.subject.map(|x| format!("「{x}」")).unwrap_or_default();
+        match (s.audience, self.ja()) {
             (AudienceKind::Sender, false) => {
-                format!("Your message{subj_en} to {rcpts} could not be delivered: {title}.")
+                format!("Your message{subj_en} to {rcpts} {failed_en}: {title}.")
             }
             (AudienceKind::Sender, true) => format!(
-                "あなたが {rcpts} 宛てに送信したメッセージ{subj_ja}は配信できませんでした: {title}。"
+                "あなたが {rcpts} 宛てに送信したメッセージ{subj_ja}は{failed_ja}: {title}。"
             ),
             (AudienceKind::Admin, false) => format!(
-                "A message{subj_en} from {} to {rcpts} could not be delivered: {title}.",
-                sender.unwrap_or("an unknown sender")
+                "A message{subj_en} from {} to {rcpts} {failed_en}: {title}.",
+                s.sender.unwrap_or("an unknown sender")
             ),
             (AudienceKind::Admin, true) => format!(
-                "{} から {rcpts} 宛てのメッセージ{subj_ja}は配信できませんでした: {title}。",
-                sender.unwrap_or("送信者不明")
+                "{} から {rcpts} 宛てのメッセージ{subj_ja}は{failed_ja}: {title}。",
+                s.sender.unwrap_or("送信者不明")
             ),
         }
     }
