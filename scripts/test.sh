@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run). Installs what the tests need on a
-# fresh Debian machine when run as root, then runs the whole test suite.
+# fresh Debian machine when run as root, then runs the whole test suite (release build;
+# extra arguments go to `cargo test`, e.g. `--test daemon_suite`).
+#
+# Tools the tests call, and their Debian packages: promtool (prometheus: metrics output,
+# alert rules, dashboard queries), openssl (test certificates for STARTTLS), systemd-analyze
+# (systemd: unit verification), kill (procps: signals to the daemon binary). Tests whose
+# tool is missing say "skipped" instead of failing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+declare -A pkg_for=([promtool]=prometheus [openssl]=openssl [systemd-analyze]=systemd [kill]=procps)
 need_pkgs=()
-command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+for tool in "${!pkg_for[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || need_pkgs+=("${pkg_for[$tool]}")
+done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_pkgs[*]}" >&2
