@@ -101,12 +101,20 @@ fn rule_exprs() -> Vec<(String, String)> {
     out
 }
 
-/// PromQL without its string literals (label values, regexes).
+/// PromQL without its string literals (label values, regexes) and `#` comments.
 fn strip_strings(expr: &str) -> String {
     let mut out = String::new();
     let mut quote = None;
     let mut escaped = false;
+    let mut comment = false;
     for c in expr.chars() {
+        if comment {
+            if c == '\n' {
+                comment = false;
+                out.push(c);
+            }
+            continue;
+        }
         match quote {
             Some(q) => {
                 if escaped {
@@ -118,6 +126,7 @@ fn strip_strings(expr: &str) -> String {
                     out.push_str("\"\"");
                 }
             }
+            None if c == '#' => comment = true,
             None if c == '"' || c == '\'' || c == '`' => quote = Some(c),
             None => out.push(c),
         }
@@ -265,8 +274,16 @@ fn check_expr(
         let in_rate = ["rate(", "increase(", "irate("]
             .iter()
             .any(|f| before.ends_with(f));
+        // `NAME{...} unless NAME offset 15m`: which series are new (a first occurrence,
+        // which increase() cannot see) compares raw counters on purpose.
+        let mut after = &e[at + name.len()..];
+        if after.starts_with('{') {
+            after = &after[after.find('}').unwrap() + 1..];
+        }
+        let after = after.trim_start();
+        let new_series = after.starts_with("unless") || after.starts_with("offset");
         match kind.as_str() {
-            "counter" if !in_rate => problems.push(format!(
+            "counter" if !in_rate && !new_series => problems.push(format!(
                 "{origin}: counter {name} used without rate()/increase()"
             )),
             "gauge" if in_rate => {
