@@ -7,9 +7,10 @@
 //! means the message is processed again after restart (at-least-once), never lost.
 //!
 //! Parsing and classification are CPU work: they run on tokio's blocking pool, at
-//! most one per core at a time, so they never stall the reactor that serves SMTP.
-//! Many more messages may be *in flight* (waiting for the events log's group commit),
-//! which is what lets one fsync cover many messages.
+//! most one batch per core at a time, so they never stall the reactor that serves
+//! SMTP. Messages are taken in batches of whatever is queued (one at low load), which
+//! saves thread hand-offs under load; many batches may be *in flight* (waiting for the
+//! events log's group commit), which is what lets one fsync cover many messages.
 //!
 //! A message whose classification panics, returns nothing, or kept killing the daemon
 //! ([`crate::spool::MAX_ATTEMPTS`]) is quarantined: kept in `spool/quarantine/`,
