@@ -51,8 +51,9 @@ pub fn classify_one(
 
 /// Messages in flight at once (most of them waiting for the events log's fsync).
 const IN_FLIGHT: usize = 256;
-/// Most messages taken into one batch.
-const MAX_BATCH: usize = 32;
+/// Most messages taken into one batch: enough to save most hand-offs, small enough that
+/// the last in a batch does not wait long for the others.
+const MAX_BATCH: usize = 8;
 /// Longest back-off between retries of a failing events-log write or advice hand-off.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
