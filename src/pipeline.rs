@@ -7,9 +7,10 @@
 //! means the message is processed again after restart (at-least-once), never lost.
 //!
 //! Parsing and classification are CPU work: they run on tokio's blocking pool, at
-//! most one per core at a time, so they never stall the reactor that serves SMTP.
-//! Many more messages may be *in flight* (waiting for the events log's group commit),
-//! which is what lets one fsync cover many messages.
+//! most one batch per core at a time, so they never stall the reactor that serves
+//! SMTP. Messages are taken in batches of whatever is queued (one at low load), which
+//! saves thread hand-offs under load; many batches may be *in flight* (waiting for the
+//! events log's group commit), which is what lets one fsync cover many messages.
 //!
 //! A message whose classification panics, returns nothing, or kept killing the daemon
 //! ([`crate::spool::MAX_ATTEMPTS`]) is quarantined: kept in `spool/quarantine/`,
@@ -50,6 +51,9 @@ pub fn classify_one(
 
 /// Messages in flight at once (most of them waiting for the events log's fsync).
 const IN_FLIGHT: usize = 256;
+/// Most messages taken into one batch: enough to save most hand-offs, small enough that
+/// the last in a batch does not wait long for the others.
+const MAX_BATCH: usize = 8;
 /// Longest back-off between retries of a failing events-log write or advice hand-off.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -72,25 +76,36 @@ pub struct Pipeline {
 impl Pipeline {
     /// Processes messages from `rx` until `stop`; then lets in-flight messages finish
     /// their current step and returns. Messages not finished stay in the spool.
+    ///
+    /// Whatever is queued when the pipeline looks (up to [`MAX_BATCH`]) is handled as
+    /// one batch: one hand-off to a classification thread, one events-log append. At
+    /// low load a batch is one message; under load this saves most thread wake-ups.
     pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Spooled>, stop: Shutdown) {
         let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
         let cpu = Arc::new(Semaphore::new(self.workers.max(1)));
         let mut tasks = JoinSet::new();
         let mut halt = stop.clone();
         loop {
-            let permit = tokio::select! {
-                p = in_flight.clone().acquire_owned() => p.expect("never closed"),
+            let first = tokio::select! {
+                j = rx.recv() => match j { Some(j) => j, None => break },
                 _ = crate::server::stopping(&mut halt) => break,
             };
-            let job = tokio::select! {
-                j = rx.recv() => match j { Some(j) => j, None => break },
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            let permits = tokio::select! {
+                p = in_flight.clone().acquire_many_owned(batch.len() as u32) => p.expect("never closed"),
                 _ = crate::server::stopping(&mut halt) => break,
             };
             let me = self.clone();
             let (cpu, stop) = (cpu.clone(), stop.clone());
             tasks.spawn(async move {
-                me.process(job, &cpu, &stop).await;
-                drop(permit);
+                me.process(batch, &cpu, &stop).await;
+                drop(permits);
             });
             while tasks.try_join_next().is_some() {}
         }
@@ -99,68 +114,103 @@ impl Pipeline {
         while tasks.join_next().await.is_some() {}
     }
 
-    async fn process(&self, job: Spooled, cpu: &Arc<Semaphore>, stop: &Shutdown) {
-        if job.attempts >= MAX_ATTEMPTS {
-            let why = format!(
-                "processing did not finish in {} attempts (the daemon stopped each time)",
-                job.attempts
-            );
-            return self.quarantine(job, &why).await;
+    async fn process(&self, batch: Vec<Spooled>, cpu: &Arc<Semaphore>, stop: &Shutdown) {
+        let mut jobs = Vec::with_capacity(batch.len());
+        for job in batch {
+            if job.attempts >= MAX_ATTEMPTS {
+                let why = format!(
+                    "processing did not finish in {} attempts (the daemon stopped each time)",
+                    job.attempts
+                );
+                self.quarantine(job, &why).await;
+            } else {
+                jobs.push(job);
+            }
+        }
+        if jobs.is_empty() {
+            return;
         }
         let rules = self.rules.borrow().clone();
-        let queue_id = job.id.to_string();
-        let classified = {
-            let _cpu = cpu.acquire().await.expect("never closed");
-            let (raw, rules, qid) = (job.raw.clone(), rules.clone(), queue_id.clone());
-            let (lang, classifier) = (self.lang, self.classifier);
-            tokio::task::spawn_blocking(move || {
-                catch_unwind(AssertUnwindSafe(|| classifier(&raw, &rules, lang, &qid)))
-            })
-            .await
-        };
-        let (parsed, rows) = match classified {
-            Ok(Ok((parsed, rows))) if !rows.is_empty() => (parsed, rows),
-            Ok(Ok(_)) => {
-                return self
-                    .quarantine(job, "the classifier returned no rows")
-                    .await
+        let results = self.classify(&jobs, &rules, cpu).await;
+        let mut lines = Vec::new();
+        let mut classified = Vec::with_capacity(jobs.len());
+        for (job, result) in jobs.into_iter().zip(results) {
+            match result {
+                Ok((parsed, rows)) => {
+                    let msg = ProcessedMessage {
+                        queue_id: job.id.to_string(),
+                        received_at: rfc3339(job.received_micros),
+                        envelope: job.envelope.clone(),
+                        raw: job.raw.clone(),
+                        parsed,
+                        rows,
+                    };
+                    lines.extend_from_slice(&events::render(&msg));
+                    classified.push((job, msg));
+                }
+                Err(why) => self.quarantine(job, &why).await,
             }
-            Ok(Err(panic)) => {
-                let why = format!("the classifier panicked: {}", panic_message(&*panic));
-                return self.quarantine(job, &why).await;
-            }
-            Err(e) => {
-                let why = format!("the classification task failed: {e}");
-                return self.quarantine(job, &why).await;
-            }
-        };
-        let msg = ProcessedMessage {
-            queue_id,
-            received_at: rfc3339(job.received_micros),
-            envelope: job.envelope.clone(),
-            raw: job.raw.clone(),
-            parsed,
-            rows,
-        };
-        let lines = events::render(&msg);
+        }
+        if classified.is_empty() {
+            return;
+        }
         let written = retry("events log append", stop, || {
             self.events.append(lines.clone())
         });
         if !written.await {
             return;
         }
-        self.record_metrics(&msg, &job);
-        log_message(&msg);
-        let advised = retry("advice hand-off", stop, || {
-            self.advisor.submit(&msg, &rules)
-        });
-        if !advised.await {
-            return;
+        for (job, msg) in &classified {
+            self.record_metrics(msg, job);
+            log_message(msg);
         }
-        self.spool.mark_done(job.id, false);
-        if let Some(f) = job.finished {
-            let _ = f.send(());
+        for (job, msg) in classified {
+            let advised = retry("advice hand-off", stop, || {
+                self.advisor.submit(&msg, &rules)
+            });
+            if !advised.await {
+                return;
+            }
+            self.spool.mark_done(job.id, false);
+            if let Some(f) = job.finished {
+                let _ = f.send(());
+            }
         }
+    }
+
+    /// Parses and classifies a batch on the blocking pool (at most one batch per core);
+    /// each message is isolated with `catch_unwind`. `Err` says why it must be
+    /// quarantined.
+    async fn classify(
+        &self,
+        jobs: &[Spooled],
+        rules: &Arc<RuleSet>,
+        cpu: &Semaphore,
+    ) -> Vec<Result<(ParsedMessage, Vec<Row>), String>> {
+        let _cpu = cpu.acquire().await.expect("never closed");
+        let inputs: Vec<(Arc<[u8]>, String)> = jobs
+            .iter()
+            .map(|j| (j.raw.clone(), j.id.to_string()))
+            .collect();
+        let (rules, lang, classifier) = (rules.clone(), self.lang, self.classifier);
+        let n = inputs.len();
+        tokio::task::spawn_blocking(move || {
+            inputs
+                .iter()
+                .map(|(raw, qid)| {
+                    match catch_unwind(AssertUnwindSafe(|| classifier(raw, &rules, lang, qid))) {
+                        Ok((parsed, rows)) if !rows.is_empty() => Ok((parsed, rows)),
+                        Ok(_) => Err("the classifier returned no rows".to_string()),
+                        Err(panic) => Err(format!(
+                            "the classifier panicked: {}",
+                            panic_message(&*panic)
+                        )),
+                    }
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|e| vec![Err(format!("the classification task failed: {e}")); n])
     }
 
     fn record_metrics(&self, msg: &ProcessedMessage, job: &Spooled) {

@@ -55,7 +55,7 @@ fn classify_part(row: &Value) -> Value {
 
 /// Sends `msgs`, then checks events rows and metrics against the classifier.
 async fn check_end_to_end(msgs: Vec<Vec<u8>>) {
-    let d = TestDaemon::start(|_| {}).await;
+    let d = TestDaemon::start(|c| c.rules.builtin = true).await;
     let sent = send_all(&d, msgs, 4).await;
     let ids: Vec<String> = sent.iter().map(|(id, _)| id.clone()).collect();
     let unique: std::collections::HashSet<&String> = ids.iter().collect();

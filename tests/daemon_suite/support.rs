@@ -22,7 +22,8 @@ use tokio::sync::watch;
 /// How long any single wait in a test may take.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Config for a test daemon: loopback, ephemeral ports, every file under `dir`.
+/// Config for a test daemon: loopback, ephemeral ports, every file under `dir`, no
+/// built-in rules.
 pub fn test_config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.smtp.listen = vec!["127.0.0.1:0".parse().unwrap()];
@@ -31,6 +32,9 @@ pub fn test_config(dir: &Path) -> Config {
     c.spool.dir = dir.join("spool");
     c.spool.events_log = dir.join("events.jsonl");
     c.advice.outbox_dir = dir.join("outbox");
+    // The listener and spool tests do not need the rule packs (slow to compile in a
+    // debug build); the end-to-end tests turn them on.
+    c.rules.builtin = false;
     c
 }
 
