@@ -337,7 +337,8 @@ const APPEAR_WITH_TRAFFIC: [&str; 4] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_alerts_use_only_exported_metrics() {
-    let d = TestDaemon::start(|_| {}).await;
+    // The daemon as deployed: with the built-in rule packs.
+    let d = TestDaemon::start(|c| c.rules.builtin = true).await;
 
     let (status, fresh) = http_get(d.http, "/metrics").await;
     assert!(status.contains("200"), "{status}");
@@ -359,6 +360,11 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
     c.expect("QUIT", 221).await;
     let rows = d.events_for(std::slice::from_ref(&id)).await;
     assert_eq!(rows[0]["reason"], "userunknown");
+    assert!(
+        rows[0]["cause"]["id"].is_string(),
+        "a rule matched: {}",
+        rows[0]
+    );
     // A protocol error, so the rejection counter has a sample.
     let mut junk = d.client().await;
     let (code, _) = junk.cmd("FROBNICATE now").await;
