@@ -104,8 +104,8 @@ pub fn replied_status(text: &str) -> Option<StatusCode> {
     found
 }
 
-/// Phrases naming the SMTP command a server rejected, and the verb each means.
-/// Checked in order; the first phrase found wins.
+/// Phrases (lower case) naming the SMTP command a server rejected, and the verb each
+/// means. The earliest phrase in the text wins: it is the server's own account.
 const COMMAND_PHRASES: &[(&str, &str)] = &[
     ("end of data", "DATA"),
     ("after data", "DATA"),
@@ -117,10 +117,16 @@ const COMMAND_PHRASES: &[(&str, &str)] = &[
     ("rcpt to", "RCPT"),
     ("rcpt_to", "RCPT"),
     ("rcpt command", "RCPT"),
+    ("smtp:rcpt", "RCPT"),
+    // qmail: "192.0.2.1 does not like recipient."
+    ("does not like recipient", "RCPT"),
+    // Sun/Oracle Messaging Server's status comment.
+    ("has rejected address", "RCPT"),
     ("after mail", "MAIL"),
     ("mail from", "MAIL"),
     ("mail_from", "MAIL"),
     ("mail command", "MAIL"),
+    ("sender was rejected", "MAIL"),
     ("after ehlo", "EHLO"),
     ("ehlo command", "EHLO"),
     ("after helo", "HELO"),
@@ -133,14 +139,44 @@ const COMMAND_PHRASES: &[(&str, &str)] = &[
     ("greeting", "CONN"),
 ];
 
+/// Upper-case command words as transcripts print them (`>>> RCPT To:<...>`,
+/// `550 No such user DATA`), in SMTP order: when several appear, the latest stage
+/// is the one that failed.
+const COMMAND_WORDS: &[(&str, &str)] = &[
+    ("HELO", "HELO"),
+    ("EHLO", "EHLO"),
+    ("MAIL F", "MAIL"),
+    ("RCPT", "RCPT"),
+    ("DATA", "DATA"),
+];
+
 /// The SMTP command `text` says was rejected (`RCPT`, `DATA`, ...).
 pub fn smtp_command(text: &str) -> Option<&'static str> {
     let lower = text.to_ascii_lowercase();
-    COMMAND_PHRASES
+    let phrased = COMMAND_PHRASES
         .iter()
         .filter_map(|(p, v)| lower.find(p).map(|at| (at, *v)))
         .min_by_key(|(at, _)| *at)
-        .map(|(_, v)| v)
+        .map(|(_, v)| v);
+    phrased.or_else(|| {
+        COMMAND_WORDS
+            .iter()
+            .rev()
+            .find(|(w, _)| has_word(text, w))
+            .map(|(_, v)| *v)
+    })
+}
+
+/// True if `word` occurs in `text` not glued to letters or digits (so `DATABASE` or
+/// `EMAIL.EXAMPLE` do not count).
+fn has_word(text: &str, word: &str) -> bool {
+    let b = text.as_bytes();
+    text.match_indices(word).any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| b[i]);
+        let after = b.get(at + word.len()).copied();
+        let glued = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'@');
+        !glued(before) && (word.contains(' ') || !glued(after))
+    })
 }
 
 /// Characters allowed in the local part and domain of an address as servers print it.
@@ -270,6 +306,9 @@ mod tests {
             Some("MAIL")
         );
         assert_eq!(smtp_command("User unknown"), None);
+        assert_eq!(smtp_command("550 No such user DATA"), Some("DATA"));
+        assert_eq!(smtp_command(">>> RCPT To:<a@b.example>"), Some("RCPT"));
+        assert_eq!(smtp_command("DATABASE@EXAMPLE.JP said no"), None);
     }
 
     #[test]

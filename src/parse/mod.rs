@@ -267,8 +267,11 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
             ""
         };
         for r in &scan.recipients {
-            out.recipients
-                .push(freeform_recipient(&r.address, &r.text, shared));
+            let mut facts = freeform_recipient(&r.address, &r.text, shared);
+            if let Some(c) = r.command {
+                facts.smtp_command = Some(c.to_string());
+            }
+            out.recipients.push(facts);
         }
         return finish(out);
     }
@@ -349,7 +352,7 @@ fn apply_report(out: &mut ParsedMessage, report: dsn::DeliveryStatus, scan: &fre
                 .recipients
                 .iter()
                 .find(|n| n.address.eq_ignore_ascii_case(addr))
-                .and_then(|n| diag::smtp_command(&n.text))
+                .and_then(|n| n.command)
                 .map(str::to_string);
         }
         if r.diagnostic.is_some() {
@@ -419,6 +422,7 @@ fn finish(mut out: ParsedMessage) -> ParsedMessage {
                 })
                 .or(notice_class);
             r.status = class.map(|c| StatusCode::new(c, 0, 0));
+            r.status_inferred = r.status.is_some();
             if delivered {
                 r.status = Some(StatusCode::new(2, 0, 0));
             }

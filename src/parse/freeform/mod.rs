@@ -19,6 +19,10 @@ pub struct NoticeRecipient {
     pub address: String,
     /// The recipient's own error lines, whitespace-squashed.
     pub text: String,
+    /// The SMTP command named on the line introducing the recipient (Exim's
+    /// "SMTP error from remote mail server after RCPT TO:<bob@...>:", a sendmail
+    /// transcript's ">>> RCPT To:<bob@...>"), or in its error lines.
+    pub command: Option<&'static str>,
 }
 
 /// What a scan of a notice found.
@@ -211,11 +215,14 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
                     out.recipients.push(NoticeRecipient {
                         address: addr.to_string(),
                         text: String::new(),
+                        command: None,
                     });
                     out.recipients.len() - 1
                 }
             };
             current = Some(idx);
+            let who = &mut out.recipients[idx];
+            who.command = who.command.or_else(|| diag::smtp_command(trimmed));
             let lead = trimmed.get(..trimmed.find(addr).unwrap_or(0)).unwrap_or("");
             let lead = lead.trim_end_matches(['<', '"', '\'', '(', '[', ' ']);
             if lead.bytes().any(|b| b.is_ascii_digit()) {
@@ -226,7 +233,9 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
         }
         if let Some(i) = current {
             if !is_boilerplate(&lower) {
-                push_words(&mut out.recipients[i].text, trimmed);
+                let who = &mut out.recipients[i];
+                push_words(&mut who.text, trimmed);
+                who.command = who.command.or_else(|| diag::smtp_command(trimmed));
             }
         }
     }
