@@ -120,8 +120,6 @@ const COMMAND_PHRASES: &[(&str, &str)] = &[
     ("smtp:rcpt", "RCPT"),
     // qmail: "192.0.2.1 does not like recipient."
     ("does not like recipient", "RCPT"),
-    // Sun/Oracle Messaging Server's status comment.
-    ("has rejected address", "RCPT"),
     ("after mail", "MAIL"),
     ("mail from", "MAIL"),
     ("mail_from", "MAIL"),
@@ -237,6 +235,48 @@ pub fn bare_address(value: &str) -> Option<String> {
     })
 }
 
+/// Drops the reply-code prefixes that a multi-line SMTP reply leaves inside its text
+/// once unfolded (`550-5.7.1 Messages with multiple 550-5.7.1 addresses in From:`),
+/// keeping the first one, so phrases split across the server's lines read whole.
+/// Text without a `NNN-` continuation marker is returned unchanged.
+pub fn strip_continuations(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let Some(code) = reply_code(text) else {
+        return Cow::Borrowed(text);
+    };
+    let code = code.to_string();
+    let marker = format!("{code}-");
+    let Some(first) = text.find(&marker).or_else(|| text.find(&code)) else {
+        return Cow::Borrowed(text);
+    };
+    if !text.contains(&marker) {
+        return Cow::Borrowed(text);
+    }
+    let keep_until = first + code.len() + 1;
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..keep_until.min(text.len())]);
+    let mut rest = text.get(keep_until..).unwrap_or("");
+    loop {
+        let hit = [format!(" {code}-"), format!(" {code} ")]
+            .iter()
+            .filter_map(|p| rest.find(p.as_str()))
+            .min();
+        let Some(at) = hit else { break };
+        out.push_str(&rest[..at + 1]);
+        let mut after = &rest[at + 1 + code.len() + 1..];
+        // ... and the enhanced status code repeated after it.
+        if let Some(sc) = StatusCode::find_in(after) {
+            let s = sc.to_string();
+            if let Some(tail) = after.strip_prefix(s.as_str()) {
+                after = tail.strip_prefix(' ').unwrap_or(tail);
+            }
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 /// Collapses runs of whitespace (including line breaks) into single spaces.
 pub fn squash_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -309,6 +349,20 @@ mod tests {
         assert_eq!(smtp_command("550 No such user DATA"), Some("DATA"));
         assert_eq!(smtp_command(">>> RCPT To:<a@b.example>"), Some("RCPT"));
         assert_eq!(smtp_command("DATABASE@EXAMPLE.JP said no"), None);
+    }
+
+    #[test]
+    fn continuation_prefixes_are_dropped() {
+        assert_eq!(
+            strip_continuations(
+                "550-5.7.1 Messages with multiple 550-5.7.1 addresses in From: 550 5.7.1 header"
+            ),
+            "550-5.7.1 Messages with multiple addresses in From: header"
+        );
+        assert_eq!(
+            strip_continuations("550 5.1.1 user unknown"),
+            "550 5.1.1 user unknown"
+        );
     }
 
     #[test]

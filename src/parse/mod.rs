@@ -267,7 +267,15 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
             ""
         };
         for r in &scan.recipients {
-            let mut facts = freeform_recipient(&r.address, &r.text, shared);
+            // Some formats put the reason before the address (Lotus Notes' "Failure
+            // Reasons", carriers' "not delivered within ..."): with one recipient,
+            // the whole section is its text.
+            let text = if r.text.is_empty() && !shared.is_empty() {
+                shared
+            } else {
+                r.text.as_str()
+            };
+            let mut facts = freeform_recipient(&r.address, text, shared);
             if let Some(c) = r.command {
                 facts.smtp_command = Some(c.to_string());
             }

@@ -167,9 +167,11 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
     // The section starts after the family's start marker, if it has one and it is present.
     let mut begin = 0;
     for m in family.start {
-        if let Some(i) = lower_notice.find(m) {
+        if let Some(end) = find_spread(&lower_notice, m) {
             if lower_notice.len() == notice.len() {
-                begin = notice[i..].find('\n').map_or(notice.len(), |n| i + n + 1);
+                begin = notice[end..]
+                    .find('\n')
+                    .map_or(notice.len(), |n| end + n + 1);
                 out.anchored = true;
                 break;
             }
@@ -243,6 +245,27 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
     out
 }
 
+/// Where `phrase` ends in `text`, allowing any run of whitespace (line breaks
+/// included) wherever the phrase has a space: notices wrap their sentences anywhere.
+fn find_spread(text: &str, phrase: &str) -> Option<usize> {
+    let mut words = phrase.split(' ').filter(|w| !w.is_empty());
+    let first = words.next()?;
+    let rest: Vec<&str> = words.collect();
+    'start: for (at, _) in text.match_indices(first) {
+        let mut pos = at + first.len();
+        for w in &rest {
+            let after = &text[pos..];
+            let trimmed = after.trim_start();
+            if trimmed.len() == after.len() || !trimmed.starts_with(w) {
+                continue 'start;
+            }
+            pos += after.len() - trimmed.len() + w.len();
+        }
+        return Some(pos);
+    }
+    None
+}
+
 fn push_words(dst: &mut String, text: &str) {
     for w in text.split_whitespace() {
         if dst.len() > 4096 {
@@ -282,6 +305,14 @@ mod tests {
         let s = scan(n, generic());
         assert_eq!(s.recipients.len(), 1);
         assert!(s.recipients[0].text.contains("550 no such user"));
+    }
+
+    #[test]
+    fn start_markers_match_across_line_breaks() {
+        let text = "could not be delivered. the following\naddress(es) failed:\n  bob@example.org";
+        let end = find_spread(text, "the following address(es) failed").unwrap();
+        assert_eq!(&text[end..end + 1], ":");
+        assert_eq!(find_spread(text, "following addresses failed"), None);
     }
 
     #[test]
