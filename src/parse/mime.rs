@@ -122,6 +122,11 @@ fn walk<'m, 'x>(msg: &'m Message<'x>, id: usize, out: &mut BounceParts<'m, 'x>, 
                 }
             } else if ctype == "message" && out.returned.is_none() {
                 out.returned = Some(Returned::Headers(bytes));
+            } else if ctype == "multipart" || ctype == "text" {
+                // A multipart whose boundary could not be read (some servers put the
+                // `boundary=` parameter on an unindented line) arrives as opaque
+                // bytes; its raw body still holds the notice, boundary lines and all.
+                out.notices.push(decode_unlabelled(bytes));
             }
         }
     }

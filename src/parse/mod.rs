@@ -270,7 +270,7 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
             // Some formats put the reason before the address (Lotus Notes' "Failure
             // Reasons", carriers' "not delivered within ..."): with one recipient,
             // the whole section is its text.
-            let text = if r.text.is_empty() && !shared.is_empty() {
+            let text = if !shared.is_empty() && !has_error_words(&r.text) {
                 shared
             } else {
                 r.text.as_str()
@@ -338,6 +338,22 @@ fn feedback(
     let mut who = fb.recipients;
     if who.is_empty() {
         who = addressed_to.to_vec();
+    }
+    if who.is_empty() {
+        // Mass mail sent to "Undisclosed Recipients": the complaint is still about
+        // that message, and its To is all that names who received it.
+        who.extend(
+            out.original
+                .to
+                .as_deref()
+                .map(|t| {
+                    t.trim()
+                        .trim_matches(|c| matches!(c, '<' | '>' | '"'))
+                        .trim()
+                })
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+        );
     }
     out.recipients = arf::recipient_rows(&who);
     out.notice =
@@ -494,8 +510,8 @@ fn class_from_wording(text: &str) -> Option<u8> {
 }
 
 fn has_error_words(text: &str) -> bool {
-    diag::reply_code(text).is_some()
-        || diag::status(text).is_some()
+    diag::reply_code(text).is_some_and(|c| c >= 400)
+        || diag::status(text).is_some_and(|s| s.class != 2)
         || class_from_wording(text).is_some()
 }
 

@@ -224,9 +224,15 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
             };
             current = Some(idx);
             let who = &mut out.recipients[idx];
-            who.command = who.command.or_else(|| diag::smtp_command(trimmed));
             let lead = trimmed.get(..trimmed.find(addr).unwrap_or(0)).unwrap_or("");
             let lead = lead.trim_end_matches(['<', '"', '\'', '(', '[', ' ']);
+            // "RCPT TO: bob@..." alone is an envelope listing ("Message details:"),
+            // not the command that failed; a transcript says ">>> RCPT TO:".
+            let listing = lead.ends_with(':') && !lead.contains(char::is_whitespace)
+                || lead.eq_ignore_ascii_case("rcpt to:");
+            if !listing {
+                who.command = who.command.or_else(|| diag::smtp_command(trimmed));
+            }
             if lead.bytes().any(|b| b.is_ascii_digit()) {
                 push_words(&mut out.recipients[idx].text, lead);
             }
