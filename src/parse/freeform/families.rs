@@ -185,7 +185,7 @@ pub static FAMILIES: &[Family] = &[
     },
     Family {
         cues: &["member of this mailing list", "duplicated message-id in"],
-        ..family("fml", &["mailing list", "fml"])
+        ..family("fml", &["mailing list", "fml", "duplicated message-id"])
     },
     Family {
         ..family("zoho", &["zoho"])

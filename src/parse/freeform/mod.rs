@@ -94,6 +94,7 @@ const GENERIC_CUES: &[&str] = &[
     "message to",
     "invalid user:",
     "mailbox:",
+    "undeliverable to",
 ];
 
 /// Words that make "<phrase>: <address>" a failure line rather than a header.
@@ -169,9 +170,9 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
     for m in family.start {
         if let Some(end) = find_spread(&lower_notice, m) {
             if lower_notice.len() == notice.len() {
-                begin = notice[end..]
-                    .find('\n')
-                    .map_or(notice.len(), |n| end + n + 1);
+                // From the marker's own line: some put the first address on it
+                // ("Did not reach the following recipient: bob@example.org").
+                begin = notice[..end].rfind('\n').map_or(0, |n| n + 1);
                 out.anchored = true;
                 break;
             }
@@ -179,6 +180,11 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
     }
     let mut section = String::new();
     let mut current: Option<usize> = None;
+    // Sendmail transcripts end each recipient's story with a summary line
+    // ("554 <bob@example.org>... Host unknown"); the lines after it (">>> DATA",
+    // "<<< 550 ...") belong to whoever the next summary line names. They wait here.
+    let mut pending: Vec<&str> = Vec::new();
+    let mut closed = false;
     let mut offset = begin;
     let body = notice.get(begin..).unwrap_or("");
     for raw_line in body.split_inclusive('\n') {
@@ -222,6 +228,20 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
                     out.recipients.len() - 1
                 }
             };
+            let summary = trimmed.as_bytes().first().is_some_and(u8::is_ascii_digit)
+                && trimmed.get(3..4) == Some(" ");
+            let heir = if summary && (closed || current.is_none()) {
+                Some(idx)
+            } else {
+                current
+            };
+            if let Some(h) = heir {
+                for l in pending.drain(..) {
+                    attach(&mut out.recipients[h], l);
+                }
+            }
+            pending.clear();
+            closed = summary;
             current = Some(idx);
             let who = &mut out.recipients[idx];
             let lead = trimmed.get(..trimmed.find(addr).unwrap_or(0)).unwrap_or("");
@@ -234,17 +254,22 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
                 who.command = who.command.or_else(|| diag::smtp_command(trimmed));
             }
             if lead.bytes().any(|b| b.is_ascii_digit()) {
-                push_words(&mut out.recipients[idx].text, lead);
+                push_words(&mut who.text, lead);
             }
-            push_words(&mut out.recipients[idx].text, rest);
+            push_words(&mut who.text, rest);
             continue;
         }
-        if let Some(i) = current {
-            if !is_boilerplate(&lower) {
-                let who = &mut out.recipients[i];
-                push_words(&mut who.text, trimmed);
-                who.command = who.command.or_else(|| diag::smtp_command(trimmed));
-            }
+        if is_boilerplate(&lower) {
+            continue;
+        }
+        match current {
+            Some(i) if !closed => attach(&mut out.recipients[i], trimmed),
+            _ => pending.push(trimmed),
+        }
+    }
+    if let Some(i) = current {
+        for l in pending {
+            attach(&mut out.recipients[i], l);
         }
     }
     out.section = diag::squash_whitespace(diag::bounded(&section, 8192));
@@ -270,6 +295,12 @@ fn find_spread(text: &str, phrase: &str) -> Option<usize> {
         return Some(pos);
     }
     None
+}
+
+/// Adds one of the recipient's error lines to its text (and notes a command it names).
+fn attach(who: &mut NoticeRecipient, line: &str) {
+    push_words(&mut who.text, line);
+    who.command = who.command.or_else(|| diag::smtp_command(line));
 }
 
 fn push_words(dst: &mut String, text: &str) {
