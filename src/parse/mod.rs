@@ -270,14 +270,13 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
             // Some formats put the reason before the address (Lotus Notes' "Failure
             // Reasons", carriers' "not delivered within ..."): with one recipient,
             // the whole section is its text.
-            let text = if !shared.is_empty() && !has_error_words(&r.text) {
-                shared
-            } else {
-                r.text.as_str()
-            };
+            let borrowed = !shared.is_empty() && !has_error_words(&r.text);
+            let text = if borrowed { shared } else { r.text.as_str() };
             let mut facts = freeform_recipient(&r.address, text, shared);
-            if let Some(c) = r.command {
-                facts.smtp_command = Some(c.to_string());
+            // The command is what the recipient's own lines name; a borrowed section
+            // also holds envelope listings ("MAIL FROM: ...") that name none.
+            if r.command.is_some() || borrowed {
+                facts.smtp_command = r.command.map(str::to_string);
             }
             out.recipients.push(facts);
         }
