@@ -6,6 +6,10 @@
 //! whichever format carried it. Plain byte scanning, no regexes: they run for every
 //! recipient of every message.
 
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
 use crate::model::StatusCode;
 
 /// The first SMTP reply code (`2xx`/`4xx`/`5xx`, second digit 0-5) standing alone in
@@ -150,31 +154,40 @@ const COMMAND_WORDS: &[(&str, &str)] = &[
 
 /// The SMTP command `text` says was rejected (`RCPT`, `DATA`, ...).
 pub fn smtp_command(text: &str) -> Option<&'static str> {
-    let lower = text.to_ascii_lowercase();
-    let phrased = COMMAND_PHRASES
-        .iter()
-        .filter_map(|(p, v)| lower.find(p).map(|at| (at, *v)))
-        .min_by_key(|(at, _)| *at)
-        .map(|(_, v)| v);
-    phrased.or_else(|| {
-        COMMAND_WORDS
-            .iter()
-            .rev()
-            .find(|(w, _)| has_word(text, w))
-            .map(|(_, v)| *v)
-    })
+    static PHRASES: LazyLock<AhoCorasick> =
+        LazyLock::new(|| phrase_automaton(COMMAND_PHRASES.iter().map(|(p, _)| *p)));
+    static WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::new(COMMAND_WORDS.iter().map(|(w, _)| *w)).expect("static command words")
+    });
+    if let Some(m) = PHRASES.find(text) {
+        return Some(COMMAND_PHRASES[m.pattern().as_usize()].1);
+    }
+    let b = text.as_bytes();
+    let glued = |i: Option<usize>| {
+        i.and_then(|i| b.get(i))
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'@')
+    };
+    WORDS
+        .find_overlapping_iter(text)
+        .filter(|m| {
+            let word = COMMAND_WORDS[m.pattern().as_usize()].0;
+            // Not part of a longer word (`DATABASE`, `EMAIL.EXAMPLE`).
+            !glued(m.start().checked_sub(1)) && (word.contains(' ') || !glued(Some(m.end())))
+        })
+        .map(|m| m.pattern().as_usize())
+        .max()
+        .map(|i| COMMAND_WORDS[i].1)
 }
 
-/// True if `word` occurs in `text` not glued to letters or digits (so `DATABASE` or
-/// `EMAIL.EXAMPLE` do not count).
-fn has_word(text: &str, word: &str) -> bool {
-    let b = text.as_bytes();
-    text.match_indices(word).any(|(at, _)| {
-        let before = at.checked_sub(1).map(|i| b[i]);
-        let after = b.get(at + word.len()).copied();
-        let glued = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'@');
-        !glued(before) && (word.contains(' ') || !glued(after))
-    })
+/// One pass over a text for a list of phrases, ASCII case ignored, the leftmost
+/// match (and among those the earliest listed phrase) reported first. Built once
+/// per list from static data.
+pub(crate) fn phrase_automaton<'a>(phrases: impl IntoIterator<Item = &'a str>) -> AhoCorasick {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(phrases)
+        .expect("static phrase lists compile")
 }
 
 /// Characters allowed in the local part and domain of an address as servers print it.

@@ -20,6 +20,7 @@ mod ses;
 
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use mail_parser::{HeaderName, Message, MessageParser};
 
 use crate::model::{MessageKind, ParsedMessage, RecipientFacts, StatusCode};
@@ -197,12 +198,7 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         }
         _ => {}
     }
-    let lower_notice = notice.to_lowercase();
-    let family = freeform::family_for(
-        &lower_notice,
-        &top.from.to_lowercase(),
-        &top.subject.to_lowercase(),
-    );
+    let family = freeform::family_for(&notice, &top.from, &top.subject);
     let scan = freeform::scan(&notice, family);
     if out.original.is_empty() {
         if let Some(at) = scan.original_at {
@@ -472,9 +468,8 @@ fn generating_server(notice: &str) -> Option<String> {
 }
 
 /// `5` for wording that says the failure is final, `4` for wording that says it is
-/// temporary.
+/// temporary (which wins when both appear: "failed ... will retry").
 fn class_from_wording(text: &str) -> Option<u8> {
-    let t = text.to_lowercase();
     const TEMPORARY: &[&str] = &[
         "temporary",
         "transient",
@@ -499,13 +494,16 @@ fn class_from_wording(text: &str) -> Option<u8> {
         "giving up",
         "given up",
     ];
-    if TEMPORARY.iter().any(|w| t.contains(w)) {
-        Some(4)
-    } else if PERMANENT.iter().any(|w| t.contains(w)) {
-        Some(5)
-    } else {
-        None
+    static WORDING: LazyLock<AhoCorasick> =
+        LazyLock::new(|| diag::phrase_automaton(TEMPORARY.iter().chain(PERMANENT).copied()));
+    let mut class = None;
+    for m in WORDING.find_iter(text) {
+        if m.pattern().as_usize() < TEMPORARY.len() {
+            return Some(4);
+        }
+        class = Some(5);
     }
+    class
 }
 
 fn has_error_words(text: &str) -> bool {

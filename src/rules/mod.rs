@@ -33,7 +33,7 @@ mod schema;
 pub mod selector;
 mod text;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -206,29 +206,43 @@ pub struct RuleSet {
     other_untexted: Vec<usize>,
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// Line numbers of byte offsets in one source, from its line starts found once
+/// (a rule file is read in one pass, not once per reported position).
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn of(src: &str) -> Lines {
+        Lines(
+            src.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// 1-based line of `offset`.
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| nl < offset) + 1
+    }
 }
 
 fn rules_error(file: &str, line: usize, msg: impl fmt::Display) -> Error {
     Error::new(ErrorKind::Rules, format!("{file}:{line}: {msg}"))
 }
 
-fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
+fn parse_source(src: &RuleSource, checked: &mut HashSet<String>) -> Result<Vec<Rule>> {
+    let lines = Lines::of(&src.text);
     let raw: schema::RawFile = toml::from_str(&src.text).map_err(|e| {
-        let line = e.span().map(|s| line_of(&src.text, s.start)).unwrap_or(1);
+        let line = e.span().map(|s| lines.line(s.start)).unwrap_or(1);
         rules_error(&src.name, line, e.message())
     })?;
     let pack = raw.pack.map(|p| p.name);
     let mut out = Vec::with_capacity(raw.rule.len());
     for spanned in raw.rule {
-        let rule_line = line_of(&src.text, spanned.span().start);
+        let rule_line = lines.line(spanned.span().start);
         let r = spanned.into_inner();
-        let at = |span: std::ops::Range<usize>| line_of(&src.text, span.start);
+        let at = |span: std::ops::Range<usize>| lines.line(span.start);
         let err = |line: usize, msg: String| rules_error(&src.name, line, msg);
 
         let id = r.id.get_ref().trim().to_string();
@@ -256,23 +270,28 @@ fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
                     if p.trim().is_empty() {
                         return Err(err(line, format!("rule {id}: empty text pattern")));
                     }
-                    text::compile_one(p).map_err(|e| {
-                        err(line, format!("rule {id}: bad text pattern {p:?}: {e}"))
-                    })?;
+                    if checked.insert(p.clone()) {
+                        text::validate(p).map_err(|e| {
+                            err(line, format!("rule {id}: bad text pattern {p:?}: {e}"))
+                        })?;
+                    }
                 }
                 pats
             }
             None => Vec::new(),
         };
-        let patterns = |key: Option<toml::Spanned<schema::OneOrMany<String>>>,
-                        what: &str|
+        let mut patterns = |key: Option<toml::Spanned<schema::OneOrMany<String>>>,
+                            what: &str|
          -> Result<Vec<String>> {
             let Some(k) = key else { return Ok(Vec::new()) };
             let line = at(k.span());
             let pats = k.into_inner().into_vec();
             for p in &pats {
-                text::compile_one(p)
-                    .map_err(|e| err(line, format!("rule {id}: bad {what} pattern {p:?}: {e}")))?;
+                if checked.insert(p.clone()) {
+                    text::validate(p).map_err(|e| {
+                        err(line, format!("rule {id}: bad {what} pattern {p:?}: {e}"))
+                    })?;
+                }
             }
             Ok(pats)
         };
@@ -383,7 +402,7 @@ fn static_tie(a: &Rule, b: &Rule) -> bool {
         x.is_empty() == y.is_empty()
             && (x.is_empty() || x.iter().any(|p| y.iter().any(|q| eq(p, q))))
     }
-    let same_pattern = |p: &String, q: &String| p.to_lowercase() == q.to_lowercase();
+    let same_pattern = |p: &String, q: &String| p.eq_ignore_ascii_case(q);
     status_overlap
         && overlap(&a.reply_code, &b.reply_code, |p, q| p == q)
         && overlap(&a.command, &b.command, |p, q| p == q)
@@ -397,10 +416,12 @@ impl RuleSet {
     pub fn load(layers: &[Vec<RuleSource>]) -> Result<RuleSet> {
         let mut rules: Vec<Rule> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        // Patterns already checked (rules repeat them), so each compiles once.
+        let mut checked: HashSet<String> = HashSet::new();
         for layer in layers {
             let mut seen_in_layer: HashMap<String, Origin> = HashMap::new();
             for src in layer {
-                for rule in parse_source(src)? {
+                for rule in parse_source(src, &mut checked)? {
                     if let Some(first) = seen_in_layer.get(&rule.id) {
                         return Err(rules_error(
                             &rule.origin.file,
@@ -528,8 +549,11 @@ impl RuleSet {
     pub fn candidates(&self, input: &MatchInput<'_>) -> Vec<Candidate<'_>> {
         let n = self.rules.len();
         let mut text_hit = vec![false; n];
+        // Where each rule's earliest phrase matched, for tie-breaks.
+        let mut text_at = vec![usize::MAX; n];
         if !input.text.is_empty() {
-            self.text.mark_matches(input.text, &mut text_hit);
+            self.text
+                .mark_matches_at(input.text, &mut text_hit, Some(&mut text_at));
         }
         let mut host_hit: Option<Vec<bool>> = None;
         let mut recipient_hit: Option<Vec<bool>> = None;
@@ -618,15 +642,19 @@ impl RuleSet {
             out.push((Candidate { rule, rank }, i));
         }
         // Best rank first; equal-ranked text rules by earliest match, then load order.
+        // Regex patterns are located only for text rules (phrases were located by the
+        // matching pass), once per rule rather than once per comparison.
+        for (c, i) in &out {
+            if c.rank.content && !c.rule.text.is_empty() {
+                if let Some(at) = self.text.first_regex_offset(*i, input.text) {
+                    text_at[*i] = text_at[*i].min(at);
+                }
+            }
+        }
         out.sort_by(|(a, ia), (b, ib)| {
             b.rank.cmp(&a.rank).then_with(|| {
-                let pos = |i: usize| {
-                    self.text
-                        .first_match_offset(i, input.text)
-                        .unwrap_or(usize::MAX)
-                };
                 if a.rank.content {
-                    pos(*ia).cmp(&pos(*ib)).then(ia.cmp(ib))
+                    text_at[*ia].cmp(&text_at[*ib]).then(ia.cmp(ib))
                 } else {
                     ia.cmp(ib)
                 }

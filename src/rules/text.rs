@@ -5,6 +5,9 @@
 //! Aho-Corasick automaton, the rest into one `RegexSet`, so a message costs two scans
 //! whatever the number of rules.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
@@ -12,17 +15,28 @@ use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 #[derive(Debug, Default)]
 pub struct PatternSet {
     literals: Option<AhoCorasick>,
-    literal_owner: Vec<usize>,
+    literal_owner: Vec<Vec<usize>>,
     regexes: Option<RegexSet>,
-    regex_owner: Vec<usize>,
-    /// Every pattern again as a standalone regex, by owner, to find *where* a rule
-    /// matched when two equally specific rules need a tie-break (rare).
-    positional: Vec<(usize, Regex)>,
+    regex_owner: Vec<Vec<usize>>,
+    /// Every pattern again, by owner, to find *where* a rule matched when two equally
+    /// specific rules need a tie-break (rare): compiled on first use, so loading
+    /// stays cheap.
+    positional: Vec<(usize, String, OnceLock<Option<Regex>>)>,
 }
 
 /// True if `pattern` has no regex syntax and can be matched as a plain phrase.
 fn is_literal(pattern: &str) -> bool {
     !pattern.contains(|c: char| "\\.+*?()|[]{}^$".contains(c))
+}
+
+/// Checks a pattern at load time: plain phrases are always valid; anything else is
+/// compiled once, for its error message.
+pub fn validate(pattern: &str) -> Result<(), regex::Error> {
+    if is_literal(pattern) {
+        Ok(())
+    } else {
+        compile_one(pattern).map(drop)
+    }
 }
 
 /// Compiles one pattern the way the set does (case-insensitive), for validation and
@@ -38,20 +52,30 @@ impl PatternSet {
     /// Builds the set from `(owner, pattern)` pairs. Patterns must already have been
     /// validated with [`compile_one`].
     pub fn build(patterns: &[(usize, String)]) -> Result<PatternSet, String> {
-        let mut lit = Vec::new();
-        let mut literal_owner = Vec::new();
-        let mut re = Vec::new();
-        let mut regex_owner = Vec::new();
+        let mut lit: Vec<&str> = Vec::new();
+        let mut literal_owner: Vec<Vec<usize>> = Vec::new();
+        let mut re: Vec<&str> = Vec::new();
+        let mut regex_owner: Vec<Vec<usize>> = Vec::new();
+        // Rules share patterns (every rule of a provider lists its hosts): each
+        // distinct pattern is compiled once and reports all its owners.
+        let mut index: HashMap<(bool, String), usize> = HashMap::new();
         let mut positional = Vec::with_capacity(patterns.len());
         for (owner, p) in patterns {
-            if is_literal(p) {
-                lit.push(p.as_str());
-                literal_owner.push(*owner);
+            let literal = is_literal(p);
+            let (list, owners) = if literal {
+                (&mut lit, &mut literal_owner)
             } else {
-                re.push(p.as_str());
-                regex_owner.push(*owner);
-            }
-            positional.push((*owner, compile_one(p).map_err(|e| e.to_string())?));
+                (&mut re, &mut regex_owner)
+            };
+            let at = *index
+                .entry((literal, p.to_ascii_lowercase()))
+                .or_insert_with(|| {
+                    list.push(p.as_str());
+                    owners.push(Vec::new());
+                    list.len() - 1
+                });
+            owners[at].push(*owner);
+            positional.push((*owner, p.clone(), OnceLock::new()));
         }
         let literals = if lit.is_empty() {
             None
@@ -87,24 +111,44 @@ impl PatternSet {
 
     /// Sets `hit[owner] = true` for every owner with a pattern matching `text`.
     pub fn mark_matches(&self, text: &str, hit: &mut [bool]) {
+        self.mark_matches_at(text, hit, None);
+    }
+
+    /// [`Self::mark_matches`], also lowering `at[owner]` to the earliest offset where
+    /// one of the owner's plain phrases matched (found by the same pass, so the
+    /// tie-break by position costs nothing for phrases).
+    pub fn mark_matches_at(&self, text: &str, hit: &mut [bool], mut at: Option<&mut [usize]>) {
         if let Some(ac) = &self.literals {
             for m in ac.find_overlapping_iter(text) {
-                hit[self.literal_owner[m.pattern().as_usize()]] = true;
+                for &o in &self.literal_owner[m.pattern().as_usize()] {
+                    hit[o] = true;
+                    if let Some(at) = at.as_deref_mut() {
+                        at[o] = at[o].min(m.start());
+                    }
+                }
             }
         }
         if let Some(set) = &self.regexes {
             for i in set.matches(text).iter() {
-                hit[self.regex_owner[i]] = true;
+                for &o in &self.regex_owner[i] {
+                    hit[o] = true;
+                }
             }
         }
     }
 
-    /// Byte offset of the earliest match of any of `owner`'s patterns in `text`.
-    pub fn first_match_offset(&self, owner: usize, text: &str) -> Option<usize> {
+    /// Byte offset of the earliest match of any of `owner`'s regex patterns in `text`
+    /// (plain phrases are located by [`Self::mark_matches_at`]).
+    pub fn first_regex_offset(&self, owner: usize, text: &str) -> Option<usize> {
         self.positional
             .iter()
-            .filter(|(o, _)| *o == owner)
-            .filter_map(|(_, re)| re.find(text).map(|m| m.start()))
+            .filter(|(o, p, _)| *o == owner && !is_literal(p))
+            .filter_map(|(_, p, re)| {
+                re.get_or_init(|| compile_one(p).ok())
+                    .as_ref()?
+                    .find(text)
+                    .map(|m| m.start())
+            })
             .min()
     }
 }
@@ -127,6 +171,9 @@ mod tests {
         let mut hit = vec![false; 3];
         set.mark_matches("指定されたユーザが存在しません", &mut hit);
         assert_eq!(hit, [false, false, true]);
-        assert_eq!(set.first_match_offset(1, "x quota exceeded"), Some(2));
+        assert_eq!(set.first_regex_offset(1, "x quota exceeded"), Some(2));
+        let (mut hit, mut at) = (vec![false; 3], vec![usize::MAX; 3]);
+        set.mark_matches_at("a mailbox full", &mut hit, Some(&mut at));
+        assert_eq!(at, [2, usize::MAX, usize::MAX]);
     }
 }

@@ -10,6 +10,10 @@
 
 mod families;
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
 use super::diag;
 pub use families::{family_for, Family};
 
@@ -103,7 +107,9 @@ const FAILURE_WORDS: &[&str] = &[
 ];
 
 fn is_original_start(line: &str, lower: &str) -> bool {
-    ORIGINAL_MARKERS.iter().any(|m| lower.contains(m))
+    static MARKERS: LazyLock<AhoCorasick> =
+        LazyLock::new(|| diag::phrase_automaton(ORIGINAL_MARKERS.iter().copied()));
+    MARKERS.is_match(lower)
         || ORIGINAL_HEADERS.iter().any(|h| {
             line.get(..h.len())
                 .is_some_and(|p| p.eq_ignore_ascii_case(h))
@@ -164,18 +170,17 @@ fn is_boilerplate(lower: &str) -> bool {
 /// Scans a notice for recipients and their error lines.
 pub fn scan(notice: &str, family: &Family) -> NoticeScan {
     let mut out = NoticeScan::default();
-    let lower_notice = notice.to_lowercase();
+    // ASCII lower case keeps byte offsets aligned with `notice`.
+    let lower_notice = notice.to_ascii_lowercase();
     // The section starts after the family's start marker, if it has one and it is present.
     let mut begin = 0;
     for m in family.start {
         if let Some(end) = find_spread(&lower_notice, m) {
-            if lower_notice.len() == notice.len() {
-                // From the marker's own line: some put the first address on it
-                // ("Did not reach the following recipient: bob@example.org").
-                begin = notice[..end].rfind('\n').map_or(0, |n| n + 1);
-                out.anchored = true;
-                break;
-            }
+            // From the marker's own line: some put the first address on it
+            // ("Did not reach the following recipient: bob@example.org").
+            begin = notice[..end].rfind('\n').map_or(0, |n| n + 1);
+            out.anchored = true;
+            break;
         }
     }
     let mut section = String::new();
@@ -187,13 +192,17 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
     let mut closed = false;
     let mut offset = begin;
     let body = notice.get(begin..).unwrap_or("");
+    let mut lower = String::new();
     for raw_line in body.split_inclusive('\n') {
         let line_at = offset;
         offset += raw_line.len();
         let line = raw_line.trim_end_matches(['\r', '\n']);
         let trimmed = line.trim();
-        let lower = trimmed.to_lowercase();
-        if is_original_start(line, &lower) && (!out.recipients.is_empty() || !section.is_empty()) {
+        lower.clear();
+        lower.push_str(trimmed);
+        lower.make_ascii_lowercase();
+        let lower = lower.as_str();
+        if is_original_start(line, lower) && (!out.recipients.is_empty() || !section.is_empty()) {
             out.original_at = Some(line_at);
             break;
         }
@@ -205,7 +214,7 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
             section.push(' ');
         }
         section.push_str(trimmed);
-        if let Some((addr, rest)) = recipient_on_line(trimmed, &lower, family.cues) {
+        if let Some((addr, rest)) = recipient_on_line(trimmed, lower, family.cues) {
             if family
                 .skip_addresses
                 .iter()
@@ -259,7 +268,7 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
             push_words(&mut who.text, rest);
             continue;
         }
-        if is_boilerplate(&lower) {
+        if is_boilerplate(lower) {
             continue;
         }
         match current {
