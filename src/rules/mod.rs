@@ -227,11 +227,38 @@ impl Lines {
     }
 }
 
+/// The regex patterns of the files being loaded, with where each was written. They
+/// are compiled together into the rule set; only if that fails is each compiled on
+/// its own, to name the culprit's file and line (compiling hundreds of patterns one
+/// by one on every load would cost more than all the bounces of a busy day).
+#[derive(Default)]
+struct Regexes {
+    seen: HashSet<String>,
+    /// Pattern, and the error to report if it does not compile.
+    written: Vec<(String, Error)>,
+}
+
+impl Regexes {
+    fn note(&mut self, pattern: &str, error: impl FnOnce() -> Error) {
+        if !text::is_literal(pattern) && self.seen.insert(pattern.to_string()) {
+            self.written.push((pattern.to_string(), error()));
+        }
+    }
+
+    fn first_error(self) -> Option<Error> {
+        self.written.into_iter().find_map(|(p, e)| {
+            text::compile_one(&p)
+                .err()
+                .map(|why| Error::new(ErrorKind::Rules, format!("{e}: {why}")))
+        })
+    }
+}
+
 fn rules_error(file: &str, line: usize, msg: impl fmt::Display) -> Error {
     Error::new(ErrorKind::Rules, format!("{file}:{line}: {msg}"))
 }
 
-fn parse_source(src: &RuleSource, checked: &mut HashSet<String>) -> Result<Vec<Rule>> {
+fn parse_source(src: &RuleSource, regexes: &mut Regexes) -> Result<Vec<Rule>> {
     let lines = Lines::of(&src.text);
     let raw: schema::RawFile = toml::from_str(&src.text).map_err(|e| {
         let line = e.span().map(|s| lines.line(s.start)).unwrap_or(1);
@@ -270,11 +297,9 @@ fn parse_source(src: &RuleSource, checked: &mut HashSet<String>) -> Result<Vec<R
                     if p.trim().is_empty() {
                         return Err(err(line, format!("rule {id}: empty text pattern")));
                     }
-                    if checked.insert(p.clone()) {
-                        text::validate(p).map_err(|e| {
-                            err(line, format!("rule {id}: bad text pattern {p:?}: {e}"))
-                        })?;
-                    }
+                    regexes.note(p, || {
+                        err(line, format!("rule {id}: bad text pattern {p:?}"))
+                    });
                 }
                 pats
             }
@@ -287,11 +312,9 @@ fn parse_source(src: &RuleSource, checked: &mut HashSet<String>) -> Result<Vec<R
             let line = at(k.span());
             let pats = k.into_inner().into_vec();
             for p in &pats {
-                if checked.insert(p.clone()) {
-                    text::validate(p).map_err(|e| {
-                        err(line, format!("rule {id}: bad {what} pattern {p:?}: {e}"))
-                    })?;
-                }
+                regexes.note(p, || {
+                    err(line, format!("rule {id}: bad {what} pattern {p:?}"))
+                });
             }
             Ok(pats)
         };
@@ -416,12 +439,11 @@ impl RuleSet {
     pub fn load(layers: &[Vec<RuleSource>]) -> Result<RuleSet> {
         let mut rules: Vec<Rule> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
-        // Patterns already checked (rules repeat them), so each compiles once.
-        let mut checked: HashSet<String> = HashSet::new();
+        let mut regexes = Regexes::default();
         for layer in layers {
             let mut seen_in_layer: HashMap<String, Origin> = HashMap::new();
             for src in layer {
-                for rule in parse_source(src, &mut checked)? {
+                for rule in parse_source(src, &mut regexes)? {
                     if let Some(first) = seen_in_layer.get(&rule.id) {
                         return Err(rules_error(
                             &rule.origin.file,
@@ -440,7 +462,7 @@ impl RuleSet {
                 }
             }
         }
-        Self::compile(rules)
+        Self::compile(rules).map_err(|e| regexes.first_error().unwrap_or(e))
     }
 
     /// The built-in packs only.

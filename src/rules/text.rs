@@ -18,25 +18,15 @@ pub struct PatternSet {
     literal_owner: Vec<Vec<usize>>,
     regexes: Option<RegexSet>,
     regex_owner: Vec<Vec<usize>>,
-    /// Every pattern again, by owner, to find *where* a rule matched when two equally
-    /// specific rules need a tie-break (rare): compiled on first use, so loading
-    /// stays cheap.
+    /// Every regex pattern again, by owner, to find *where* a rule matched when two
+    /// equally specific rules need a tie-break: compiled on first use, so loading
+    /// stays cheap. (Phrases are located by the matching pass itself.)
     positional: Vec<(usize, String, OnceLock<Option<Regex>>)>,
 }
 
 /// True if `pattern` has no regex syntax and can be matched as a plain phrase.
-fn is_literal(pattern: &str) -> bool {
+pub fn is_literal(pattern: &str) -> bool {
     !pattern.contains(|c: char| "\\.+*?()|[]{}^$".contains(c))
-}
-
-/// Checks a pattern at load time: plain phrases are always valid; anything else is
-/// compiled once, for its error message.
-pub fn validate(pattern: &str) -> Result<(), regex::Error> {
-    if is_literal(pattern) {
-        Ok(())
-    } else {
-        compile_one(pattern).map(drop)
-    }
 }
 
 /// Compiles one pattern the way the set does (case-insensitive), for validation and
@@ -75,7 +65,9 @@ impl PatternSet {
                     list.len() - 1
                 });
             owners[at].push(*owner);
-            positional.push((*owner, p.clone(), OnceLock::new()));
+            if !literal {
+                positional.push((*owner, p.clone(), OnceLock::new()));
+            }
         }
         let literals = if lit.is_empty() {
             None
@@ -142,7 +134,7 @@ impl PatternSet {
     pub fn first_regex_offset(&self, owner: usize, text: &str) -> Option<usize> {
         self.positional
             .iter()
-            .filter(|(o, p, _)| *o == owner && !is_literal(p))
+            .filter(|(o, _, _)| *o == owner)
             .filter_map(|(_, p, re)| {
                 re.get_or_init(|| compile_one(p).ok())
                     .as_ref()?

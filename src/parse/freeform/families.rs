@@ -242,7 +242,7 @@ pub fn family_for(notice: &str, from: &str, subject: &str) -> &'static Family {
     let (ac, owner) = &*DETECT;
     let best = [notice, from, subject]
         .into_iter()
-        .flat_map(|text| ac.find_overlapping_iter(text))
+        .flat_map(|text| ac.find_iter(text))
         .map(|m| owner[m.pattern().as_usize()])
         .min();
     best.and_then(|i| FAMILIES.get(i))
