@@ -666,8 +666,15 @@ impl RuleSet {
         // Best rank first; equal-ranked text rules by earliest match, then load order.
         // Regex patterns are located only for text rules (phrases were located by the
         // matching pass), once per rule rather than once per comparison.
-        for (c, i) in &out {
-            if c.rank.content && !c.rule.text.is_empty() {
+        // Only candidates that tie with another need it (rare), so the regexes are
+        // compiled and run only then.
+        for (k, (c, i)) in out.iter().enumerate() {
+            let tied = c.rank.content
+                && out
+                    .iter()
+                    .enumerate()
+                    .any(|(l, (d, _))| l != k && d.rank == c.rank);
+            if tied && !c.rule.text.is_empty() {
                 if let Some(at) = self.text.first_regex_offset(*i, input.text) {
                     text_at[*i] = text_at[*i].min(at);
                 }

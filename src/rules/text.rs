@@ -29,6 +29,28 @@ pub fn is_literal(pattern: &str) -> bool {
     !pattern.contains(|c: char| "\\.+*?()|[]{}^$".contains(c))
 }
 
+/// The phrase a pattern spells when its only regex syntax is escaped punctuation
+/// (`RESOLVER\.RST\.NotAuthorized`, `AS345\)`): matched as that phrase, in the one
+/// Aho-Corasick pass, instead of by the regex engine.
+pub fn as_phrase(pattern: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if is_literal(pattern) {
+        return Some(std::borrow::Cow::Borrowed(pattern));
+    }
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_punctuation() => out.push(e),
+                _ => return None,
+            },
+            c if "\\.+*?()|[]{}^$".contains(c) => return None,
+            c => out.push(c),
+        }
+    }
+    Some(std::borrow::Cow::Owned(out))
+}
+
 /// Compiles one pattern the way the set does (case-insensitive), for validation and
 /// error messages at load time.
 pub fn compile_one(pattern: &str) -> Result<Regex, regex::Error> {
@@ -42,25 +64,27 @@ impl PatternSet {
     /// Builds the set from `(owner, pattern)` pairs. Patterns must already have been
     /// validated with [`compile_one`].
     pub fn build(patterns: &[(usize, String)]) -> Result<PatternSet, String> {
-        let mut lit: Vec<&str> = Vec::new();
+        let mut lit: Vec<String> = Vec::new();
         let mut literal_owner: Vec<Vec<usize>> = Vec::new();
-        let mut re: Vec<&str> = Vec::new();
+        let mut re: Vec<String> = Vec::new();
         let mut regex_owner: Vec<Vec<usize>> = Vec::new();
         // Rules share patterns (every rule of a provider lists its hosts): each
         // distinct pattern is compiled once and reports all its owners.
         let mut index: HashMap<(bool, String), usize> = HashMap::new();
         let mut positional = Vec::with_capacity(patterns.len());
         for (owner, p) in patterns {
-            let literal = is_literal(p);
+            let phrase = as_phrase(p);
+            let literal = phrase.is_some();
             let (list, owners) = if literal {
                 (&mut lit, &mut literal_owner)
             } else {
                 (&mut re, &mut regex_owner)
             };
+            let text = phrase.unwrap_or(std::borrow::Cow::Borrowed(p.as_str()));
             let at = *index
-                .entry((literal, p.to_ascii_lowercase()))
+                .entry((literal, text.to_ascii_lowercase()))
                 .or_insert_with(|| {
-                    list.push(p.as_str());
+                    list.push(text.into_owned());
                     owners.push(Vec::new());
                     list.len() - 1
                 });
@@ -164,6 +188,12 @@ mod tests {
         set.mark_matches("指定されたユーザが存在しません", &mut hit);
         assert_eq!(hit, [false, false, true]);
         assert_eq!(set.first_regex_offset(1, "x quota exceeded"), Some(2));
+        assert_eq!(
+            as_phrase(r"RESOLVER\.RST\.x").as_deref(),
+            Some("RESOLVER.RST.x")
+        );
+        assert_eq!(as_phrase(r"a\sb"), None);
+        assert_eq!(as_phrase("a.b"), None);
         let (mut hit, mut at) = (vec![false; 3], vec![usize::MAX; 3]);
         set.mark_matches_at("a mailbox full", &mut hit, Some(&mut at));
         assert_eq!(at, [2, usize::MAX, usize::MAX]);
