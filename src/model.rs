@@ -413,6 +413,11 @@ pub struct RecipientFacts {
     pub action: Option<String>,
     /// The enhanced status code as found (Status field, or the best the text supports).
     pub status: Option<StatusCode>,
+    /// True when the bounce stated no code at all and `status` is only the class
+    /// (`5.0.0` / `4.0.0`) the parser inferred from the wording or the action. Such a
+    /// code is not evidence of a cause: classification then relies on the text.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub status_inferred: bool,
     /// The SMTP reply code (e.g. 550) found in the diagnostic, if any.
     pub reply_code: Option<u16>,
     /// Diagnostic-Code (or the server's error text for free-form bounces), unfolded.

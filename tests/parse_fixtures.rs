@@ -156,3 +156,83 @@ fn garbage_never_panics() {
     }
     assert_eq!(StatusCode::find_in("5.1.1"), Some(StatusCode::new(5, 1, 1)));
 }
+
+#[test]
+fn ses_event_inside_an_sns_envelope() {
+    let r = rows("ses-sns-envelope.eml");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].format, "amazonses");
+    assert_eq!(r[0].recipient.as_deref(), Some("tess@example.net"));
+    assert_eq!(r[0].status.as_deref(), Some("5.1.1"));
+    assert_eq!(r[0].reply_code, Some(550));
+    assert_eq!(r[0].reason, Reason::Userunknown);
+}
+
+#[test]
+fn forwarded_bounce_is_read_from_the_inner_report() {
+    let r = rows("forwarded-report.eml");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].recipient.as_deref(), Some("pat@example.net"));
+    assert_eq!(r[0].status.as_deref(), Some("5.1.1"));
+    assert_eq!(r[0].reason, Reason::Userunknown);
+    assert_eq!(r[0].hard_bounce, Some(true));
+}
+
+#[test]
+fn multipart_with_unreadable_boundary_still_gives_its_notice() {
+    let r = rows("unfolded-boundary.eml");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].recipient.as_deref(), Some("quinn@example.net"));
+    assert_eq!(r[0].reply_code, Some(550));
+    // "No such user" without the failing command named: not proof of a bad address.
+    assert_eq!(r[0].reason, Reason::Filtered);
+    assert_eq!(r[0].hard_bounce, Some(false));
+    let parsed = parse::parse_message(&fixture("unfolded-boundary.eml"));
+    // "RCPT TO: quinn@..." in "Message details" is a listing, not the failing command.
+    assert_eq!(parsed.recipients[0].smtp_command, None);
+}
+
+#[test]
+fn reason_written_before_the_address_belongs_to_it() {
+    let r = rows("notes-reason-first.eml");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].recipient.as_deref(), Some("riley@notes.example.net"));
+    assert_eq!(r[0].reason, Reason::Userunknown);
+    assert!(r[0]
+        .diagnostic
+        .as_deref()
+        .unwrap()
+        .contains("not listed in public Name & Address Book"));
+}
+
+#[test]
+fn sendmail_transcript_lines_go_to_the_summary_line_that_follows() {
+    let r = rows("sendmail-v5-transcript.eml");
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].recipient.as_deref(), Some("sam@example.org"));
+    assert_eq!(r[0].reason, Reason::Norelaying);
+    assert!(!r[0].diagnostic.as_deref().unwrap().contains("Host unknown"));
+    assert_eq!(r[1].recipient.as_deref(), Some("lee@example.invalid"));
+    assert_eq!(r[1].reason, Reason::Hostunknown);
+    let parsed = parse::parse_message(&fixture("sendmail-v5-transcript.eml"));
+    assert_eq!(parsed.recipients[0].smtp_command.as_deref(), Some("MAIL"));
+}
+
+#[test]
+fn complaint_about_mail_to_undisclosed_recipients_still_gives_a_row() {
+    let r = rows("arf-undisclosed.eml");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].reason, Reason::Feedback);
+    assert_eq!(r[0].feedback_type.as_deref(), Some("abuse"));
+    assert_eq!(r[0].recipient.as_deref(), Some("Undisclosed Recipients"));
+}
+
+#[test]
+fn powermta_bounce_category_is_the_reporting_mtas_verdict() {
+    let r = rows("powermta-category.eml");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].recipient.as_deref(), Some("sam@example.net"));
+    assert_eq!(r[0].status.as_deref(), Some("5.2.1"));
+    assert_eq!(r[0].reason, Reason::Userunknown);
+    assert_eq!(r[0].hard_bounce, Some(true));
+}

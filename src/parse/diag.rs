@@ -6,6 +6,10 @@
 //! whichever format carried it. Plain byte scanning, no regexes: they run for every
 //! recipient of every message.
 
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
 use crate::model::StatusCode;
 
 /// The first SMTP reply code (`2xx`/`4xx`/`5xx`, second digit 0-5) standing alone in
@@ -104,8 +108,8 @@ pub fn replied_status(text: &str) -> Option<StatusCode> {
     found
 }
 
-/// Phrases naming the SMTP command a server rejected, and the verb each means.
-/// Checked in order; the first phrase found wins.
+/// Phrases (lower case) naming the SMTP command a server rejected, and the verb each
+/// means. The earliest phrase in the text wins: it is the server's own account.
 const COMMAND_PHRASES: &[(&str, &str)] = &[
     ("end of data", "DATA"),
     ("after data", "DATA"),
@@ -117,10 +121,14 @@ const COMMAND_PHRASES: &[(&str, &str)] = &[
     ("rcpt to", "RCPT"),
     ("rcpt_to", "RCPT"),
     ("rcpt command", "RCPT"),
+    ("smtp:rcpt", "RCPT"),
+    // qmail: "192.0.2.1 does not like recipient."
+    ("does not like recipient", "RCPT"),
     ("after mail", "MAIL"),
     ("mail from", "MAIL"),
     ("mail_from", "MAIL"),
     ("mail command", "MAIL"),
+    ("sender was rejected", "MAIL"),
     ("after ehlo", "EHLO"),
     ("ehlo command", "EHLO"),
     ("after helo", "HELO"),
@@ -133,14 +141,53 @@ const COMMAND_PHRASES: &[(&str, &str)] = &[
     ("greeting", "CONN"),
 ];
 
+/// Upper-case command words as transcripts print them (`>>> RCPT To:<...>`,
+/// `550 No such user DATA`), in SMTP order: when several appear, the latest stage
+/// is the one that failed.
+const COMMAND_WORDS: &[(&str, &str)] = &[
+    ("HELO", "HELO"),
+    ("EHLO", "EHLO"),
+    ("MAIL F", "MAIL"),
+    ("RCPT", "RCPT"),
+    ("DATA", "DATA"),
+];
+
 /// The SMTP command `text` says was rejected (`RCPT`, `DATA`, ...).
 pub fn smtp_command(text: &str) -> Option<&'static str> {
-    let lower = text.to_ascii_lowercase();
-    COMMAND_PHRASES
-        .iter()
-        .filter_map(|(p, v)| lower.find(p).map(|at| (at, *v)))
-        .min_by_key(|(at, _)| *at)
-        .map(|(_, v)| v)
+    static PHRASES: LazyLock<AhoCorasick> =
+        LazyLock::new(|| phrase_automaton(COMMAND_PHRASES.iter().map(|(p, _)| *p)));
+    static WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::new(COMMAND_WORDS.iter().map(|(w, _)| *w)).expect("static command words")
+    });
+    if let Some(m) = PHRASES.find(text) {
+        return Some(COMMAND_PHRASES[m.pattern().as_usize()].1);
+    }
+    let b = text.as_bytes();
+    let glued = |i: Option<usize>| {
+        i.and_then(|i| b.get(i))
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'@')
+    };
+    WORDS
+        .find_overlapping_iter(text)
+        .filter(|m| {
+            let word = COMMAND_WORDS[m.pattern().as_usize()].0;
+            // Not part of a longer word (`DATABASE`, `EMAIL.EXAMPLE`).
+            !glued(m.start().checked_sub(1)) && (word.contains(' ') || !glued(Some(m.end())))
+        })
+        .map(|m| m.pattern().as_usize())
+        .max()
+        .map(|i| COMMAND_WORDS[i].1)
+}
+
+/// One pass over a text for a list of phrases, ASCII case ignored, the leftmost
+/// match (and among those the earliest listed phrase) reported first. Built once
+/// per list from static data.
+pub(crate) fn phrase_automaton<'a>(phrases: impl IntoIterator<Item = &'a str>) -> AhoCorasick {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(phrases)
+        .expect("static phrase lists compile")
 }
 
 /// Characters allowed in the local part and domain of an address as servers print it.
@@ -199,6 +246,48 @@ pub fn bare_address(value: &str) -> Option<String> {
         let t = v.trim().trim_matches(|c| c == '<' || c == '>' || c == '"');
         (!t.is_empty() && !t.contains(char::is_whitespace)).then(|| t.to_string())
     })
+}
+
+/// Drops the reply-code prefixes that a multi-line SMTP reply leaves inside its text
+/// once unfolded (`550-5.7.1 Messages with multiple 550-5.7.1 addresses in From:`),
+/// keeping the first one, so phrases split across the server's lines read whole.
+/// Text without a `NNN-` continuation marker is returned unchanged.
+pub fn strip_continuations(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let Some(code) = reply_code(text) else {
+        return Cow::Borrowed(text);
+    };
+    let code = code.to_string();
+    let marker = format!("{code}-");
+    let Some(first) = text.find(&marker).or_else(|| text.find(&code)) else {
+        return Cow::Borrowed(text);
+    };
+    if !text.contains(&marker) {
+        return Cow::Borrowed(text);
+    }
+    let keep_until = first + code.len() + 1;
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..keep_until.min(text.len())]);
+    let mut rest = text.get(keep_until..).unwrap_or("");
+    loop {
+        let hit = [format!(" {code}-"), format!(" {code} ")]
+            .iter()
+            .filter_map(|p| rest.find(p.as_str()))
+            .min();
+        let Some(at) = hit else { break };
+        out.push_str(&rest[..at + 1]);
+        let mut after = &rest[at + 1 + code.len() + 1..];
+        // ... and the enhanced status code repeated after it.
+        if let Some(sc) = StatusCode::find_in(after) {
+            let s = sc.to_string();
+            if let Some(tail) = after.strip_prefix(s.as_str()) {
+                after = tail.strip_prefix(' ').unwrap_or(tail);
+            }
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// Collapses runs of whitespace (including line breaks) into single spaces.
@@ -270,6 +359,23 @@ mod tests {
             Some("MAIL")
         );
         assert_eq!(smtp_command("User unknown"), None);
+        assert_eq!(smtp_command("550 No such user DATA"), Some("DATA"));
+        assert_eq!(smtp_command(">>> RCPT To:<a@b.example>"), Some("RCPT"));
+        assert_eq!(smtp_command("DATABASE@EXAMPLE.JP said no"), None);
+    }
+
+    #[test]
+    fn continuation_prefixes_are_dropped() {
+        assert_eq!(
+            strip_continuations(
+                "550-5.7.1 Messages with multiple 550-5.7.1 addresses in From: 550 5.7.1 header"
+            ),
+            "550-5.7.1 Messages with multiple addresses in From: header"
+        );
+        assert_eq!(
+            strip_continuations("550 5.1.1 user unknown"),
+            "550 5.1.1 user unknown"
+        );
     }
 
     #[test]

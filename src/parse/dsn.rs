@@ -104,7 +104,11 @@ fn recipient_field(r: &mut RecipientFacts, name: &str, value: &str) {
                 .filter(|a| !a.is_empty())
         }
         "status" => r.status = diag::status(value),
-        "diagnostic-code" => r.diagnostic = stripped(),
+        // Kept with its type (`smtp; 550 ...`, `X-Unix; 75`): the type tells an SMTP
+        // reply from a local delivery program's exit status.
+        "diagnostic-code" => {
+            r.diagnostic = Some(value.trim().to_string()).filter(|v| !v.is_empty())
+        }
         "remote-mta" => r.remote_mta = stripped(),
         "last-attempt-date" => r.last_attempt_date = stripped(),
         "will-retry-until" => r.will_retry_until = stripped(),

@@ -72,7 +72,16 @@ fn walk<'m, 'x>(msg: &'m Message<'x>, id: usize, out: &mut BounceParts<'m, 'x>, 
             }
         }
         PartType::Message(inner) => {
-            if out.returned.is_none() {
+            // A bounce forwarded inside another notice: the inner report is the one
+            // that names the failure.
+            let inner_is_report = inner.parts.first().is_some_and(|p| {
+                let (t, s) = content_type(p);
+                t == "multipart" && s == "report"
+            });
+            if inner_is_report && out.delivery_status.is_none() {
+                out.is_report = true;
+                walk(inner, 0, out, depth + 1);
+            } else if out.returned.is_none() {
                 out.returned = Some(Returned::Message(inner));
             }
         }
@@ -113,6 +122,11 @@ fn walk<'m, 'x>(msg: &'m Message<'x>, id: usize, out: &mut BounceParts<'m, 'x>, 
                 }
             } else if ctype == "message" && out.returned.is_none() {
                 out.returned = Some(Returned::Headers(bytes));
+            } else if ctype == "multipart" || ctype == "text" {
+                // A multipart whose boundary could not be read (some servers put the
+                // `boundary=` parameter on an unindented line) arrives as opaque
+                // bytes; its raw body still holds the notice, boundary lines and all.
+                out.notices.push(decode_unlabelled(bytes));
             }
         }
     }
@@ -126,18 +140,27 @@ fn set_once<'m>(slot: &mut Option<Cow<'m, str>>, value: Cow<'m, str>) {
 
 /// Re-decodes a text part that had no usable charset label from its raw bytes.
 fn repair_text<'m>(msg: &'m Message<'_>, part: &'m MessagePart<'_>, text: &'m str) -> Cow<'m, str> {
-    let suspicious = text.contains('\u{fffd}') || text.contains('\u{1b}');
-    if !suspicious || part.encoding != mail_parser::Encoding::None {
+    if part.encoding != mail_parser::Encoding::None {
         return Cow::Borrowed(text);
     }
     let raw = msg
         .raw_message
         .get(part.offset_body as usize..part.offset_end as usize)
         .unwrap_or_default();
-    if raw.is_empty() {
+    // Lossy decoding leaves U+FFFD or the escape bytes behind; a decoder that
+    // dropped the ISO-2022-JP escapes leaves plain ASCII ("$B%G%#...") instead.
+    let suspicious = text.contains('\u{fffd}')
+        || text.contains('\u{1b}')
+        || (text.is_ascii() && has_jis_escape(raw));
+    if !suspicious || raw.is_empty() {
         return Cow::Borrowed(text);
     }
     Cow::Owned(decode_unlabelled(raw).into_owned())
+}
+
+/// True if `raw` switches to JIS X 0208 the way ISO-2022-JP text does.
+fn has_jis_escape(raw: &[u8]) -> bool {
+    raw.windows(3).any(|w| w == b"\x1b$B" || w == b"\x1b$@")
 }
 
 /// Decodes bytes of unknown charset: UTF-8 if valid; ISO-2022-JP if it has the

@@ -20,6 +20,7 @@ mod ses;
 
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use mail_parser::{HeaderName, Message, MessageParser};
 
 use crate::model::{MessageKind, ParsedMessage, RecipientFacts, StatusCode};
@@ -197,12 +198,7 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         }
         _ => {}
     }
-    let lower_notice = notice.to_lowercase();
-    let family = freeform::family_for(
-        &lower_notice,
-        &top.from.to_lowercase(),
-        &top.subject.to_lowercase(),
-    );
+    let family = freeform::family_for(&notice, &top.from, &top.subject);
     let scan = freeform::scan(&notice, family);
     if out.original.is_empty() {
         if let Some(at) = scan.original_at {
@@ -267,8 +263,18 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
             ""
         };
         for r in &scan.recipients {
-            out.recipients
-                .push(freeform_recipient(&r.address, &r.text, shared));
+            // Some formats put the reason before the address (Lotus Notes' "Failure
+            // Reasons", carriers' "not delivered within ..."): with one recipient,
+            // the whole section is its text.
+            let borrowed = !shared.is_empty() && !has_error_words(&r.text);
+            let text = if borrowed { shared } else { r.text.as_str() };
+            let mut facts = freeform_recipient(&r.address, text, shared);
+            // The command is what the recipient's own lines name; a borrowed section
+            // also holds envelope listings ("MAIL FROM: ...") that name none.
+            if r.command.is_some() || borrowed {
+                facts.smtp_command = r.command.map(str::to_string);
+            }
+            out.recipients.push(facts);
         }
         return finish(out);
     }
@@ -328,6 +334,22 @@ fn feedback(
     if who.is_empty() {
         who = addressed_to.to_vec();
     }
+    if who.is_empty() {
+        // Mass mail sent to "Undisclosed Recipients": the complaint is still about
+        // that message, and its To is all that names who received it.
+        who.extend(
+            out.original
+                .to
+                .as_deref()
+                .map(|t| {
+                    t.trim()
+                        .trim_matches(|c| matches!(c, '<' | '>' | '"'))
+                        .trim()
+                })
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+        );
+    }
     out.recipients = arf::recipient_rows(&who);
     out.notice =
         Some(diag::squash_whitespace(diag::bounded(notice, NOTICE_MAX))).filter(|n| !n.is_empty());
@@ -349,7 +371,7 @@ fn apply_report(out: &mut ParsedMessage, report: dsn::DeliveryStatus, scan: &fre
                 .recipients
                 .iter()
                 .find(|n| n.address.eq_ignore_ascii_case(addr))
-                .and_then(|n| diag::smtp_command(&n.text))
+                .and_then(|n| n.command)
                 .map(str::to_string);
         }
         if r.diagnostic.is_some() {
@@ -419,6 +441,7 @@ fn finish(mut out: ParsedMessage) -> ParsedMessage {
                 })
                 .or(notice_class);
             r.status = class.map(|c| StatusCode::new(c, 0, 0));
+            r.status_inferred = r.status.is_some();
             if delivered {
                 r.status = Some(StatusCode::new(2, 0, 0));
             }
@@ -445,9 +468,8 @@ fn generating_server(notice: &str) -> Option<String> {
 }
 
 /// `5` for wording that says the failure is final, `4` for wording that says it is
-/// temporary.
+/// temporary (which wins when both appear: "failed ... will retry").
 fn class_from_wording(text: &str) -> Option<u8> {
-    let t = text.to_lowercase();
     const TEMPORARY: &[&str] = &[
         "temporary",
         "transient",
@@ -472,18 +494,21 @@ fn class_from_wording(text: &str) -> Option<u8> {
         "giving up",
         "given up",
     ];
-    if TEMPORARY.iter().any(|w| t.contains(w)) {
-        Some(4)
-    } else if PERMANENT.iter().any(|w| t.contains(w)) {
-        Some(5)
-    } else {
-        None
+    static WORDING: LazyLock<AhoCorasick> =
+        LazyLock::new(|| diag::phrase_automaton(TEMPORARY.iter().chain(PERMANENT).copied()));
+    let mut class = None;
+    for m in WORDING.find_iter(text) {
+        if m.pattern().as_usize() < TEMPORARY.len() {
+            return Some(4);
+        }
+        class = Some(5);
     }
+    class
 }
 
 fn has_error_words(text: &str) -> bool {
-    diag::reply_code(text).is_some()
-        || diag::status(text).is_some()
+    diag::reply_code(text).is_some_and(|c| c >= 400)
+        || diag::status(text).is_some_and(|s| s.class != 2)
         || class_from_wording(text).is_some()
 }
 

@@ -17,6 +17,10 @@ struct Notification {
     bounce: Option<Bounce>,
     complaint: Option<Complaint>,
     delivery: Option<Delivery>,
+    /// An SNS envelope (`"Type": "Notification"`) carries the SES event as a JSON
+    /// string in `Message`.
+    #[serde(rename = "Message")]
+    message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +110,15 @@ pub fn parse(text: &str) -> SesEvent {
     let Some(Ok(n)) = stream.next() else {
         return SesEvent::None;
     };
+    if n.notification_type.is_none() && n.event_type.is_none() {
+        if let Some(inner) = n
+            .message
+            .as_deref()
+            .filter(|m| m.trim_start().starts_with('{'))
+        {
+            return parse(inner);
+        }
+    }
     let kind = n.notification_type.or(n.event_type).unwrap_or_default();
     match kind.as_str() {
         "Bounce" => {
@@ -204,6 +217,15 @@ If you wish to stop receiving notifications..."#;
             recipients[0].diagnostic.as_deref(),
             Some("550 5.1.1 user unknown")
         );
+    }
+
+    #[test]
+    fn sns_envelope_is_unwrapped() {
+        let text = r#"{"Type":"Notification","Message":"{\"notificationType\":\"Bounce\",\"bounce\":{\"bouncedRecipients\":[{\"emailAddress\":\"bob@example.org\",\"status\":\"5.1.1\"}]}}"}"#;
+        let SesEvent::Bounce { recipients, .. } = parse(text) else {
+            panic!("not a bounce");
+        };
+        assert_eq!(recipients[0].recipient.as_deref(), Some("bob@example.org"));
     }
 
     #[test]

@@ -33,7 +33,7 @@ mod schema;
 pub mod selector;
 mod text;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -206,17 +206,51 @@ pub struct RuleSet {
     other_untexted: Vec<usize>,
 }
 
-/// Byte offset -> 1-based line number, by binary search over the newline positions
-/// (rule files are long and every rule asks, so rescanning from the top is quadratic).
-struct LineIndex(Vec<usize>);
+/// Line numbers of byte offsets in one source, from its line starts found once
+/// (a rule file is read in one pass, not once per reported position).
+struct Lines(Vec<usize>);
 
-impl LineIndex {
-    fn new(text: &str) -> LineIndex {
-        LineIndex(text.match_indices('\n').map(|(i, _)| i).collect())
+impl Lines {
+    fn of(src: &str) -> Lines {
+        Lines(
+            src.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
     }
 
+    /// 1-based line of `offset`.
     fn line(&self, offset: usize) -> usize {
         self.0.partition_point(|&nl| nl < offset) + 1
+    }
+}
+
+/// The regex patterns of the files being loaded, with where each was written. They
+/// are compiled together into the rule set; only if that fails is each compiled on
+/// its own, to name the culprit's file and line (compiling hundreds of patterns one
+/// by one on every load would cost more than all the bounces of a busy day).
+#[derive(Default)]
+struct Regexes {
+    seen: HashSet<String>,
+    /// Pattern, and the error to report if it does not compile.
+    written: Vec<(String, Error)>,
+}
+
+impl Regexes {
+    fn note(&mut self, pattern: &str, error: impl FnOnce() -> Error) {
+        if !text::is_literal(pattern) && self.seen.insert(pattern.to_string()) {
+            self.written.push((pattern.to_string(), error()));
+        }
+    }
+
+    fn first_error(self) -> Option<Error> {
+        self.written.into_iter().find_map(|(p, e)| {
+            text::compile_one(&p)
+                .err()
+                .map(|why| Error::new(ErrorKind::Rules, format!("{e}: {why}")))
+        })
     }
 }
 
@@ -224,16 +258,13 @@ fn rules_error(file: &str, line: usize, msg: impl fmt::Display) -> Error {
     Error::new(ErrorKind::Rules, format!("{file}:{line}: {msg}"))
 }
 
-fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
+fn parse_source(src: &RuleSource, regexes: &mut Regexes) -> Result<Vec<Rule>> {
+    let lines = Lines::of(&src.text);
     let raw: schema::RawFile = toml::from_str(&src.text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| LineIndex::new(&src.text).line(s.start))
-            .unwrap_or(1);
+        let line = e.span().map(|s| lines.line(s.start)).unwrap_or(1);
         rules_error(&src.name, line, e.message())
     })?;
     let pack = raw.pack.map(|p| p.name);
-    let lines = LineIndex::new(&src.text);
     let mut out = Vec::with_capacity(raw.rule.len());
     for spanned in raw.rule {
         let rule_line = lines.line(spanned.span().start);
@@ -266,23 +297,24 @@ fn parse_source(src: &RuleSource) -> Result<Vec<Rule>> {
                     if p.trim().is_empty() {
                         return Err(err(line, format!("rule {id}: empty text pattern")));
                     }
-                    text::validate(p).map_err(|e| {
-                        err(line, format!("rule {id}: bad text pattern {p:?}: {e}"))
-                    })?;
+                    regexes.note(p, || {
+                        err(line, format!("rule {id}: bad text pattern {p:?}"))
+                    });
                 }
                 pats
             }
             None => Vec::new(),
         };
-        let patterns = |key: Option<toml::Spanned<schema::OneOrMany<String>>>,
-                        what: &str|
+        let mut patterns = |key: Option<toml::Spanned<schema::OneOrMany<String>>>,
+                            what: &str|
          -> Result<Vec<String>> {
             let Some(k) = key else { return Ok(Vec::new()) };
             let line = at(k.span());
             let pats = k.into_inner().into_vec();
             for p in &pats {
-                text::validate(p)
-                    .map_err(|e| err(line, format!("rule {id}: bad {what} pattern {p:?}: {e}")))?;
+                regexes.note(p, || {
+                    err(line, format!("rule {id}: bad {what} pattern {p:?}"))
+                });
             }
             Ok(pats)
         };
@@ -407,10 +439,11 @@ impl RuleSet {
     pub fn load(layers: &[Vec<RuleSource>]) -> Result<RuleSet> {
         let mut rules: Vec<Rule> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        let mut regexes = Regexes::default();
         for layer in layers {
             let mut seen_in_layer: HashMap<String, Origin> = HashMap::new();
             for src in layer {
-                for rule in parse_source(src)? {
+                for rule in parse_source(src, &mut regexes)? {
                     if let Some(first) = seen_in_layer.get(&rule.id) {
                         return Err(rules_error(
                             &rule.origin.file,
@@ -429,7 +462,7 @@ impl RuleSet {
                 }
             }
         }
-        Self::compile(rules)
+        Self::compile(rules).map_err(|e| regexes.first_error().unwrap_or(e))
     }
 
     /// The built-in packs only.
@@ -538,8 +571,11 @@ impl RuleSet {
     pub fn candidates(&self, input: &MatchInput<'_>) -> Vec<Candidate<'_>> {
         let n = self.rules.len();
         let mut text_hit = vec![false; n];
+        // Where each rule's earliest phrase matched, for tie-breaks.
+        let mut text_at = vec![usize::MAX; n];
         if !input.text.is_empty() {
-            self.text.mark_matches(input.text, &mut text_hit);
+            self.text
+                .mark_matches_at(input.text, &mut text_hit, Some(&mut text_at));
         }
         let mut host_hit: Option<Vec<bool>> = None;
         let mut recipient_hit: Option<Vec<bool>> = None;
@@ -628,15 +664,26 @@ impl RuleSet {
             out.push((Candidate { rule, rank }, i));
         }
         // Best rank first; equal-ranked text rules by earliest match, then load order.
+        // Regex patterns are located only for text rules (phrases were located by the
+        // matching pass), once per rule rather than once per comparison.
+        // Only candidates that tie with another need it (rare), so the regexes are
+        // compiled and run only then.
+        for (k, (c, i)) in out.iter().enumerate() {
+            let tied = c.rank.content
+                && out
+                    .iter()
+                    .enumerate()
+                    .any(|(l, (d, _))| l != k && d.rank == c.rank);
+            if tied && !c.rule.text.is_empty() {
+                if let Some(at) = self.text.first_regex_offset(*i, input.text) {
+                    text_at[*i] = text_at[*i].min(at);
+                }
+            }
+        }
         out.sort_by(|(a, ia), (b, ib)| {
             b.rank.cmp(&a.rank).then_with(|| {
-                let pos = |i: usize| {
-                    self.text
-                        .first_match_offset(i, input.text)
-                        .unwrap_or(usize::MAX)
-                };
                 if a.rank.content {
-                    pos(*ia).cmp(&pos(*ib)).then(ia.cmp(ib))
+                    text_at[*ia].cmp(&text_at[*ib]).then(ia.cmp(ib))
                 } else {
                     ia.cmp(ib)
                 }

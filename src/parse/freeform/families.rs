@@ -2,8 +2,12 @@
 //! where its recipient section starts and ends, and its own recipient cues.
 //!
 //! Adding a format is adding a row here, not code. Markers are lower case and are
-//! matched as substrings; `detect` phrases are looked for in the notice, the From
-//! header and the Subject (all lower-cased by the caller).
+//! matched as substrings, ASCII case ignored; `detect` phrases are looked for in the
+//! notice, the From header and the Subject.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 
 /// One family of free-form bounces.
 #[derive(Debug)]
@@ -185,7 +189,7 @@ pub static FAMILIES: &[Family] = &[
     },
     Family {
         cues: &["member of this mailing list", "duplicated message-id in"],
-        ..family("fml", &["mailing list", "fml"])
+        ..family("fml", &["mailing list", "fml", "duplicated message-id"])
     },
     Family {
         ..family("zoho", &["zoho"])
@@ -216,15 +220,31 @@ pub static FAMILIES: &[Family] = &[
     },
 ];
 
-/// The family a notice belongs to (the generic one if none is recognised).
-/// `notice`, `from` and `subject` must already be lower case.
+/// The family a notice belongs to (the generic one if none is recognised): the
+/// first family in table order with a `detect` phrase in the notice, From or
+/// Subject (ASCII case ignored). One automaton pass per text.
 pub fn family_for(notice: &str, from: &str, subject: &str) -> &'static Family {
-    FAMILIES
-        .iter()
-        .find(|f| {
-            f.detect
-                .iter()
-                .any(|d| notice.contains(d) || from.contains(d) || subject.contains(d))
-        })
+    static DETECT: LazyLock<(AhoCorasick, Vec<usize>)> = LazyLock::new(|| {
+        let mut phrases = Vec::new();
+        let mut owner = Vec::new();
+        for (i, f) in FAMILIES.iter().enumerate() {
+            for d in f.detect {
+                phrases.push(*d);
+                owner.push(i);
+            }
+        }
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build(phrases)
+            .expect("static family phrases");
+        (ac, owner)
+    });
+    let (ac, owner) = &*DETECT;
+    let best = [notice, from, subject]
+        .into_iter()
+        .flat_map(|text| ac.find_iter(text))
+        .map(|m| owner[m.pattern().as_usize()])
+        .min();
+    best.and_then(|i| FAMILIES.get(i))
         .unwrap_or_else(|| &FAMILIES[FAMILIES.len() - 1])
 }

@@ -10,6 +10,10 @@
 
 mod families;
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
 use super::diag;
 pub use families::{family_for, Family};
 
@@ -19,6 +23,10 @@ pub struct NoticeRecipient {
     pub address: String,
     /// The recipient's own error lines, whitespace-squashed.
     pub text: String,
+    /// The SMTP command named on the line introducing the recipient (Exim's
+    /// "SMTP error from remote mail server after RCPT TO:<bob@...>:", a sendmail
+    /// transcript's ">>> RCPT To:<bob@...>"), or in its error lines.
+    pub command: Option<&'static str>,
 }
 
 /// What a scan of a notice found.
@@ -90,6 +98,7 @@ const GENERIC_CUES: &[&str] = &[
     "message to",
     "invalid user:",
     "mailbox:",
+    "undeliverable to",
 ];
 
 /// Words that make "<phrase>: <address>" a failure line rather than a header.
@@ -98,7 +107,9 @@ const FAILURE_WORDS: &[&str] = &[
 ];
 
 fn is_original_start(line: &str, lower: &str) -> bool {
-    ORIGINAL_MARKERS.iter().any(|m| lower.contains(m))
+    static MARKERS: LazyLock<AhoCorasick> =
+        LazyLock::new(|| diag::phrase_automaton(ORIGINAL_MARKERS.iter().copied()));
+    MARKERS.is_match(lower)
         || ORIGINAL_HEADERS.iter().any(|h| {
             line.get(..h.len())
                 .is_some_and(|p| p.eq_ignore_ascii_case(h))
@@ -159,29 +170,39 @@ fn is_boilerplate(lower: &str) -> bool {
 /// Scans a notice for recipients and their error lines.
 pub fn scan(notice: &str, family: &Family) -> NoticeScan {
     let mut out = NoticeScan::default();
-    let lower_notice = notice.to_lowercase();
+    // ASCII lower case keeps byte offsets aligned with `notice`.
+    let lower_notice = notice.to_ascii_lowercase();
     // The section starts after the family's start marker, if it has one and it is present.
     let mut begin = 0;
     for m in family.start {
-        if let Some(i) = lower_notice.find(m) {
-            if lower_notice.len() == notice.len() {
-                begin = notice[i..].find('\n').map_or(notice.len(), |n| i + n + 1);
-                out.anchored = true;
-                break;
-            }
+        if let Some(end) = find_spread(&lower_notice, m) {
+            // From the marker's own line: some put the first address on it
+            // ("Did not reach the following recipient: bob@example.org").
+            begin = notice[..end].rfind('\n').map_or(0, |n| n + 1);
+            out.anchored = true;
+            break;
         }
     }
     let mut section = String::new();
     let mut current: Option<usize> = None;
+    // Sendmail transcripts end each recipient's story with a summary line
+    // ("554 <bob@example.org>... Host unknown"); the lines after it (">>> DATA",
+    // "<<< 550 ...") belong to whoever the next summary line names. They wait here.
+    let mut pending: Vec<&str> = Vec::new();
+    let mut closed = false;
     let mut offset = begin;
     let body = notice.get(begin..).unwrap_or("");
+    let mut lower = String::new();
     for raw_line in body.split_inclusive('\n') {
         let line_at = offset;
         offset += raw_line.len();
         let line = raw_line.trim_end_matches(['\r', '\n']);
         let trimmed = line.trim();
-        let lower = trimmed.to_lowercase();
-        if is_original_start(line, &lower) && (!out.recipients.is_empty() || !section.is_empty()) {
+        lower.clear();
+        lower.push_str(trimmed);
+        lower.make_ascii_lowercase();
+        let lower = lower.as_str();
+        if is_original_start(line, lower) && (!out.recipients.is_empty() || !section.is_empty()) {
             out.original_at = Some(line_at);
             break;
         }
@@ -193,7 +214,7 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
             section.push(' ');
         }
         section.push_str(trimmed);
-        if let Some((addr, rest)) = recipient_on_line(trimmed, &lower, family.cues) {
+        if let Some((addr, rest)) = recipient_on_line(trimmed, lower, family.cues) {
             if family
                 .skip_addresses
                 .iter()
@@ -211,27 +232,84 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
                     out.recipients.push(NoticeRecipient {
                         address: addr.to_string(),
                         text: String::new(),
+                        command: None,
                     });
                     out.recipients.len() - 1
                 }
             };
+            let summary = trimmed.as_bytes().first().is_some_and(u8::is_ascii_digit)
+                && trimmed.get(3..4) == Some(" ");
+            let heir = if summary && (closed || current.is_none()) {
+                Some(idx)
+            } else {
+                current
+            };
+            if let Some(h) = heir {
+                for l in pending.drain(..) {
+                    attach(&mut out.recipients[h], l);
+                }
+            }
+            pending.clear();
+            closed = summary;
             current = Some(idx);
+            let who = &mut out.recipients[idx];
             let lead = trimmed.get(..trimmed.find(addr).unwrap_or(0)).unwrap_or("");
             let lead = lead.trim_end_matches(['<', '"', '\'', '(', '[', ' ']);
-            if lead.bytes().any(|b| b.is_ascii_digit()) {
-                push_words(&mut out.recipients[idx].text, lead);
+            // "RCPT TO: bob@..." alone is an envelope listing ("Message details:"),
+            // not the command that failed; a transcript says ">>> RCPT TO:".
+            let listing = lead.ends_with(':') && !lead.contains(char::is_whitespace)
+                || lead.eq_ignore_ascii_case("rcpt to:");
+            if !listing {
+                who.command = who.command.or_else(|| diag::smtp_command(trimmed));
             }
-            push_words(&mut out.recipients[idx].text, rest);
+            if lead.bytes().any(|b| b.is_ascii_digit()) {
+                push_words(&mut who.text, lead);
+            }
+            push_words(&mut who.text, rest);
             continue;
         }
-        if let Some(i) = current {
-            if !is_boilerplate(&lower) {
-                push_words(&mut out.recipients[i].text, trimmed);
-            }
+        if is_boilerplate(lower) {
+            continue;
+        }
+        match current {
+            Some(i) if !closed => attach(&mut out.recipients[i], trimmed),
+            _ => pending.push(trimmed),
+        }
+    }
+    if let Some(i) = current {
+        for l in pending {
+            attach(&mut out.recipients[i], l);
         }
     }
     out.section = diag::squash_whitespace(diag::bounded(&section, 8192));
     out
+}
+
+/// Where `phrase` ends in `text`, allowing any run of whitespace (line breaks
+/// included) wherever the phrase has a space: notices wrap their sentences anywhere.
+fn find_spread(text: &str, phrase: &str) -> Option<usize> {
+    let mut words = phrase.split(' ').filter(|w| !w.is_empty());
+    let first = words.next()?;
+    let rest: Vec<&str> = words.collect();
+    'start: for (at, _) in text.match_indices(first) {
+        let mut pos = at + first.len();
+        for w in &rest {
+            let after = &text[pos..];
+            let trimmed = after.trim_start();
+            if trimmed.len() == after.len() || !trimmed.starts_with(w) {
+                continue 'start;
+            }
+            pos += after.len() - trimmed.len() + w.len();
+        }
+        return Some(pos);
+    }
+    None
+}
+
+/// Adds one of the recipient's error lines to its text (and notes a command it names).
+fn attach(who: &mut NoticeRecipient, line: &str) {
+    push_words(&mut who.text, line);
+    who.command = who.command.or_else(|| diag::smtp_command(line));
 }
 
 fn push_words(dst: &mut String, text: &str) {
@@ -273,6 +351,14 @@ mod tests {
         let s = scan(n, generic());
         assert_eq!(s.recipients.len(), 1);
         assert!(s.recipients[0].text.contains("550 no such user"));
+    }
+
+    #[test]
+    fn start_markers_match_across_line_breaks() {
+        let text = "could not be delivered. the following\naddress(es) failed:\n  bob@example.org";
+        let end = find_spread(text, "the following address(es) failed").unwrap();
+        assert_eq!(&text[end..end + 1], ":");
+        assert_eq!(find_spread(text, "following addresses failed"), None);
     }
 
     #[test]
