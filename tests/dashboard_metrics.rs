@@ -257,8 +257,14 @@ fn check_expr(
     let mut problems = Vec::new();
     let mut labels_here: BTreeSet<String> = ["job", "instance"].map(String::from).into();
     for (at, name) in &ids {
-        // Recording rules' outputs (checked where they are defined) and Prometheus's `up`.
-        if recorded.contains(name) || !name.starts_with("bouncelens_") {
+        // Recording rules' outputs must be defined; `up`, functions and keywords pass.
+        if name.starts_with("bouncelens:") {
+            if !recorded.contains(name) {
+                problems.push(format!("{origin}: no recording rule defines {name}"));
+            }
+            continue;
+        }
+        if !name.starts_with("bouncelens_") {
             continue;
         }
         let Some(labels) = scrape.samples.get(name) else {
