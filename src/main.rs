@@ -19,7 +19,16 @@ use bouncelens::rules::{MatchInput, RuleSet};
     about = "Receive, classify and explain bounce messages (DSNs / NDRs)",
     long_about = "bouncelens receives delivery status notifications over SMTP or LMTP, keeps them \
                   durably on disk, classifies every failed recipient (status, reason, cause, who must \
-                  fix it), exports Prometheus metrics and sends advice mail in English or Japanese."
+                  fix it), exports Prometheus metrics and sends advice mail in English or Japanese.",
+    after_help = "Examples:\n  \
+                  bouncelens serve                                   run on built-in defaults (loopback)\n  \
+                  bouncelens serve --config /etc/bouncelens/bouncelens.toml\n  \
+                  bouncelens classify --format text bounce.eml       what went wrong, per recipient\n  \
+                  bouncelens explain 5.7.1 \"Unable to relay\"         the matching rule and its advice\n  \
+                  bouncelens check-config --config FILE              validate config and rules\n\n\
+                  Exit status: 0 ok; 1 classify could not read an input or explain found no rule; \
+                  2 any other error.\n\
+                  Each command has its own help: bouncelens help COMMAND."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,13 +55,20 @@ enum LogFormat {
 enum Command {
     /// Run the daemon (SMTP/LMTP listener, spool, metrics, advice mail).
     ///
-    /// With no --config it runs on built-in defaults: SMTP on 127.0.0.1:2525, metrics on
-    /// 127.0.0.1:9465, spool under ./var, advice written as .eml files under ./var/outbox.
+    /// With no --config it runs on built-in defaults: SMTP on 127.0.0.1:2525 accepting any
+    /// recipient, metrics on http://127.0.0.1:9465/metrics, spool and events log under ./var,
+    /// advice written as .eml files under ./var/outbox (nothing is sent).
+    ///
+    /// Signals: SIGTERM / SIGINT stop accepting, let sessions finish ([smtp] shutdown_grace)
+    /// and flush; SIGHUP reloads the rule files (a broken file is refused and the running
+    /// rules stay) and reopens the events log. Logs go to standard error; RUST_LOG=debug
+    /// shows more.
     Serve {
-        /// Config file (TOML); see config/bouncelens.toml for every key.
-        #[arg(long, short)]
+        /// Config file (TOML). Every key is optional; config/bouncelens.toml in the source
+        /// tree lists them all with their defaults.
+        #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Log line format.
+        /// Log line format: text, or one JSON object per line.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
@@ -61,14 +77,16 @@ enum Command {
     /// PATH may be a file (one message, or an mbox of several), a directory (every file
     /// inside, recursively, in name order) or - for standard input.
     Classify {
+        /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
-        /// Language of cause titles and advice.
+        /// Language of cause titles and advice: en or ja.
         #[arg(long, default_value = "en")]
         lang: Lang,
         /// Extra rule directory (may repeat); its rules add to or replace built-in ones.
         #[arg(long = "rules", value_name = "DIR")]
         rules: Vec<PathBuf>,
+        /// Bounce files, mbox files, directories, or - for standard input.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
@@ -78,14 +96,21 @@ enum Command {
         status: String,
         /// Diagnostic text, e.g. "550 5.7.1 Unable to relay"
         text: Vec<String>,
+        /// Language of the title, advice and steps: en or ja.
         #[arg(long, default_value = "en")]
         lang: Lang,
+        /// Extra rule directory (may repeat), as for classify.
         #[arg(long = "rules", value_name = "DIR")]
         rules: Vec<PathBuf>,
     },
     /// Load and validate the config and rule files; report exactly what is wrong.
+    ///
+    /// Checks the config file, every rule file it names ([rules] dirs) and the TLS
+    /// certificate and key; prints the file, line and key of the first error and exits 2,
+    /// or "ok", the number of rules loaded and any warnings.
     CheckConfig {
-        #[arg(long, short)]
+        /// Config file to check (TOML); without it, the built-in defaults.
+        #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
 }
