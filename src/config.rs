@@ -108,6 +108,10 @@ pub struct SpoolConfig {
     pub retention: Duration,
     /// The events log (JSON Lines, one line per recipient row).
     pub events_log: PathBuf,
+    /// Segment files are closed and a new one started at this size, in bytes.
+    /// Old segments are deleted whole once every message in them is processed and
+    /// past `retention`.
+    pub segment_size: u64,
 }
 
 impl Default for SpoolConfig {
@@ -116,6 +120,7 @@ impl Default for SpoolConfig {
             dir: PathBuf::from("var/spool"),
             retention: Duration::from_secs(7 * 24 * 3600),
             events_log: PathBuf::from("var/events.jsonl"),
+            segment_size: 64 * 1024 * 1024,
         }
     }
 }
@@ -124,7 +129,8 @@ impl Default for SpoolConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Where `/metrics` and `/healthz` are served; `None` turns the endpoint off.
+    /// Where `/metrics` and `/healthz` are served; `"off"` turns the endpoint off.
+    #[serde(with = "listen_or_off")]
     pub listen: Option<SocketAddr>,
     /// Recipient domains given their own label value; all others are `other`.
     pub domains: Vec<String>,
@@ -304,6 +310,58 @@ fn bad(path: &str, key: &str, why: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Config, format!("{path}: [{key}] {why}"))
 }
 
+/// An error naming section and key: `file: [section] key: why`. [`Config::from_toml`]
+/// adds the line the key is on.
+fn bad_key(path: &str, section: &str, key: &str, why: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!("{path}: [{section}] {key}: {why}"),
+    )
+}
+
+/// The line (1-based) where `key` is set inside `[section]` of `text`, if it is.
+fn line_of_key(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            current = h
+                .trim_start_matches('[')
+                .split(']')
+                .next()?
+                .trim()
+                .to_string();
+            continue;
+        }
+        if current == section {
+            if let Some(rest) = t.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Adds `:line` to a validation error of the form `name: [section] key...`.
+fn with_line(e: Error, text: &str, name: &str) -> Error {
+    let msg = e.to_string();
+    let located = msg
+        .strip_prefix(name)
+        .and_then(|r| r.strip_prefix(": ["))
+        .and_then(|r| {
+            let (section, rest) = r.split_once("] ")?;
+            let key = rest.split([':', ' ']).next()?;
+            let line = line_of_key(text, section, key)?;
+            Some(format!("{name}:{line}: [{section}] {rest}"))
+        });
+    match located {
+        Some(m) => Error::new(ErrorKind::Config, m),
+        None => e,
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
@@ -333,33 +391,15 @@ impl Config {
                 .unwrap_or(1);
             Error::new(ErrorKind::Config, format!("{name}:{line}: {}", e.message()))
         })?;
-        cfg.validate(name)?;
+        cfg.validate(name).map_err(|e| with_line(e, text, name))?;
         Ok(cfg)
     }
 
     /// Checks what TOML types cannot express. `name` is the file for error messages.
     pub fn validate(&self, name: &str) -> Result<()> {
-        let s = &self.smtp;
-        if s.listen.is_empty() {
-            return Err(bad(name, "smtp", "listen must name at least one address"));
-        }
-        if s.hostname.trim().is_empty() || s.hostname.contains(char::is_whitespace) {
-            return Err(bad(
-                name,
-                "smtp",
-                format!("hostname {:?} is not a host name", s.hostname),
-            ));
-        }
-        for a in &s.accept_addresses {
-            if !looks_like_address(a) {
-                return Err(bad(
-                    name,
-                    "smtp",
-                    format!("accept_addresses: {a:?} is not an address"),
-                ));
-            }
-        }
-        for d in s
+        self.validate_daemon(name)?;
+        for d in self
+            .smtp
             .accept_domains
             .iter()
             .chain(&self.metrics.domains)
@@ -368,67 +408,6 @@ impl Config {
             if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
                 return Err(bad(name, "smtp", format!("{d:?} is not a domain")));
             }
-        }
-        if let Some(v) = &s.verp {
-            if !(v.contains("{local}") && v.contains("{domain}") && v.contains('@')) {
-                return Err(bad(
-                    name,
-                    "smtp",
-                    format!("verp {v:?} must contain {{local}}, {{domain}} and @, e.g. bounces+{{local}}={{domain}}@bounces.example.com"),
-                ));
-            }
-        }
-        if s.max_message_size < 1024 {
-            return Err(bad(
-                name,
-                "smtp",
-                "max_message_size must be at least 1024 bytes",
-            ));
-        }
-        if s.max_line_length < 1000 {
-            return Err(bad(
-                name,
-                "smtp",
-                "max_line_length must be at least 1000 bytes (RFC 5321)",
-            ));
-        }
-        if s.max_recipients == 0 || s.max_connections == 0 {
-            return Err(bad(
-                name,
-                "smtp",
-                "max_recipients and max_connections must be at least 1",
-            ));
-        }
-        if s.idle_timeout.is_zero() || s.session_timeout.is_zero() {
-            return Err(bad(
-                name,
-                "smtp",
-                "idle_timeout and session_timeout must be positive",
-            ));
-        }
-        match (&s.tls_cert, &s.tls_key) {
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(bad(
-                    name,
-                    "smtp",
-                    "tls_cert and tls_key must be set together",
-                ))
-            }
-            (Some(c), Some(k)) => {
-                for p in [c, k] {
-                    if !p.is_file() {
-                        return Err(bad(
-                            name,
-                            "smtp",
-                            format!("TLS file {} does not exist", p.display()),
-                        ));
-                    }
-                }
-            }
-            _ => {}
-        }
-        if self.spool.dir.as_os_str().is_empty() || self.spool.events_log.as_os_str().is_empty() {
-            return Err(bad(name, "spool", "dir and events_log must not be empty"));
         }
         let a = &self.advice;
         if !looks_like_address(&a.from) {
@@ -474,12 +453,133 @@ impl Config {
         Ok(())
     }
 
+    /// Checks the daemon's sections: `[smtp]`, `[spool]`, `[metrics]`.
+    fn validate_daemon(&self, name: &str) -> Result<()> {
+        let s = &self.smtp;
+        let smtp = |key: &str, why: String| Err(bad_key(name, "smtp", key, why));
+        if s.listen.is_empty() {
+            return smtp("listen", "must name at least one address".into());
+        }
+        if s.hostname.trim().is_empty() || s.hostname.contains(char::is_whitespace) {
+            return smtp("hostname", format!("{:?} is not a host name", s.hostname));
+        }
+        for a in &s.accept_addresses {
+            if !looks_like_address(a) {
+                return smtp("accept_addresses", format!("{a:?} is not an address"));
+            }
+        }
+        for d in &s.accept_domains {
+            if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
+                return smtp("accept_domains", format!("{d:?} is not a domain"));
+            }
+        }
+        if let Some(v) = &s.verp {
+            if !v.contains('@') {
+                return smtp("verp", format!("{v:?} must be an address pattern, e.g. bounces+{{local}}={{domain}}@bounces.example.com"));
+            }
+            if let Err(e) = crate::verp::VerpPattern::new(v) {
+                return smtp("verp", e);
+            }
+        }
+        if s.max_message_size < 1024 {
+            return smtp("max_message_size", "must be at least 1024 bytes".into());
+        }
+        if s.max_line_length < 1000 {
+            return smtp(
+                "max_line_length",
+                "must be at least 1000 bytes (RFC 5321)".into(),
+            );
+        }
+        if s.max_recipients == 0 {
+            return smtp("max_recipients", "must be at least 1".into());
+        }
+        if s.max_connections == 0 {
+            return smtp("max_connections", "must be at least 1".into());
+        }
+        if s.max_errors == 0 {
+            return smtp("max_errors", "must be at least 1".into());
+        }
+        if s.idle_timeout.is_zero() {
+            return smtp("idle_timeout", "must be positive".into());
+        }
+        if s.session_timeout.is_zero() {
+            return smtp("session_timeout", "must be positive".into());
+        }
+        match (&s.tls_cert, &s.tls_key) {
+            (Some(_), None) => return smtp("tls_cert", "tls_key must be set too".into()),
+            (None, Some(_)) => return smtp("tls_key", "tls_cert must be set too".into()),
+            (Some(c), Some(k)) => {
+                for (key, p) in [("tls_cert", c), ("tls_key", k)] {
+                    if !p.is_file() {
+                        return smtp(key, format!("file {} does not exist", p.display()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let sp = &self.spool;
+        if sp.dir.as_os_str().is_empty() {
+            return Err(bad_key(name, "spool", "dir", "must not be empty"));
+        }
+        if sp.events_log.as_os_str().is_empty() {
+            return Err(bad_key(name, "spool", "events_log", "must not be empty"));
+        }
+        if sp.segment_size < 64 * 1024 {
+            return Err(bad_key(
+                name,
+                "spool",
+                "segment_size",
+                "must be at least 65536 bytes",
+            ));
+        }
+        for d in &self.metrics.domains {
+            if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
+                return Err(bad_key(
+                    name,
+                    "metrics",
+                    "domains",
+                    format!("{d:?} is not a domain"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a recipient is accepted by the listener's configuration
     /// (any recipient when no addresses, domains or VERP pattern are configured).
     pub fn accepts_any_recipient(&self) -> bool {
         self.smtp.accept_addresses.is_empty()
             && self.smtp.accept_domains.is_empty()
             && self.smtp.verp.is_none()
+    }
+}
+
+/// `"127.0.0.1:9465"`, or `"off"` for none, for optional listen addresses.
+pub mod listen_or_off {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(
+        a: &Option<SocketAddr>,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.collect_str(a),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<SocketAddr>, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "off" || s.is_empty() {
+            return Ok(None);
+        }
+        s.parse().map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "bad listen address {s:?} ({e}); use e.g. \"127.0.0.1:9465\", or \"off\""
+            ))
+        })
     }
 }
 
@@ -543,6 +643,35 @@ mod tests {
             c.advice.route.audience(None, Reason::Expired, FixBy::None),
             Audience::Admin
         );
+    }
+
+    #[test]
+    fn validation_errors_name_file_line_and_key() {
+        let e = Config::from_toml(
+            "[smtp]\nhostname = \"mx\"\nmax_line_length = 80\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml:3: [smtp] max_line_length: must be at least 1000 bytes (RFC 5321)"
+        );
+        let e =
+            Config::from_toml("[smtp]\nverp = \"b+{local}{local}@x.org\"\n", "c.toml").unwrap_err();
+        assert!(e.to_string().starts_with("c.toml:2: [smtp] verp:"), "{e}");
+        let e = Config::from_toml("[metrics]\ndomains = [\"a@b\"]\n", "c.toml").unwrap_err();
+        assert!(
+            e.to_string().starts_with("c.toml:2: [metrics] domains:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn metrics_listen_can_be_turned_off() {
+        let c = Config::from_toml("[metrics]\nlisten = \"off\"\n", "t").unwrap();
+        assert_eq!(c.metrics.listen, None);
+        let e = Config::from_toml("[metrics]\nlisten = \"nope\"\n", "t").unwrap_err();
+        assert!(e.to_string().starts_with("t:2:"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The `bouncelens` command line: a thin layer over the library.
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         // `bouncelens classify ... | head` closes the pipe early: not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bouncelens: {e:#}");
+            eprintln!("bouncelens: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
@@ -124,6 +124,19 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The error and its causes, skipping causes the message already quotes.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -143,6 +156,7 @@ fn serve(config: Option<&Path>, log_format: LogFormat) -> Result<ExitCode> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
         .with_writer(io::stderr);
     match log_format {
         LogFormat::Json => builder.json().init(),
@@ -159,11 +173,15 @@ fn serve(config: Option<&Path>, log_format: LogFormat) -> Result<ExitCode> {
 fn check_config(config: Option<&Path>) -> Result<ExitCode> {
     let cfg = load_config(config)?;
     let rules = load_rules(cfg.rules.builtin, &cfg.rules.dirs)?;
+    let warnings = bouncelens::server::check_config(&cfg)?;
     match config {
         Some(p) => println!("{}: ok", p.display()),
         None => println!("built-in defaults: ok"),
     }
     println!("rules: {} loaded", rules.len());
+    for w in warnings {
+        println!("warning: {w}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

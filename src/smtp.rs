@@ -1,1 +1,0 @@
-//! The SMTP / LMTP listener.
