@@ -236,9 +236,13 @@ impl RouteConfig {
 pub struct AdviceConfig {
     /// Turn advice mail off entirely.
     pub enabled: bool,
-    /// `smtp://[user:pass@]host[:port]` (STARTTLS if offered; `?tls=required` to insist)
-    /// or `smtps://...` (implicit TLS). Unset: advice is written to `outbox_dir` as .eml.
+    /// `smtp://[user:pass@]host[:port]` (port 25; STARTTLS if offered, `?tls=required`
+    /// to insist, `?tls=none` never) or `smtps://...` (implicit TLS, port 465). User and
+    /// password are percent-decoded. Unset: advice is written to `outbox_dir` as .eml.
     pub smarthost: Option<String>,
+    /// PEM file of CA certificates to trust for the smarthost's TLS besides the public
+    /// roots (an internal relay with a private CA).
+    pub smarthost_ca: Option<PathBuf>,
     /// Where `.eml` files go without a smarthost, and the durable queue with one.
     pub outbox_dir: PathBuf,
     /// From address of advice mail.
@@ -256,9 +260,18 @@ pub struct AdviceConfig {
     pub digest_window: Duration,
     /// Most advice mails one address receives per hour; more are suppressed and counted.
     pub hourly_cap: u32,
-    /// Retry delivery for this long, then give up (logged and counted).
+    /// Retry delivery for this long, then give up (logged, counted, kept in `failed/`).
     #[serde(with = "duration_str")]
     pub max_age: Duration,
+    /// Wait before the first retry after a failed delivery; doubles on every further
+    /// failure, up to `retry_max_interval`.
+    #[serde(with = "duration_str")]
+    pub retry_interval: Duration,
+    #[serde(with = "duration_str")]
+    pub retry_max_interval: Duration,
+    /// Longest wait for the smarthost's reply to any SMTP command.
+    #[serde(with = "duration_str")]
+    pub smtp_timeout: Duration,
     /// Advise on auto-replies / complaint reports too (normally not).
     pub advise_autoreplies: bool,
     pub advise_feedback: bool,
@@ -269,6 +282,7 @@ impl Default for AdviceConfig {
         AdviceConfig {
             enabled: true,
             smarthost: None,
+            smarthost_ca: None,
             outbox_dir: PathBuf::from("var/outbox"),
             from: format!("bouncelens@{}", default_hostname()),
             admins: Vec::new(),
@@ -278,6 +292,9 @@ impl Default for AdviceConfig {
             digest_window: Duration::from_secs(15 * 60),
             hourly_cap: 20,
             max_age: Duration::from_secs(2 * 24 * 3600),
+            retry_interval: Duration::from_secs(60),
+            retry_max_interval: Duration::from_secs(3600),
+            smtp_timeout: Duration::from_secs(60),
             advise_autoreplies: false,
             advise_feedback: false,
         }
@@ -398,57 +415,78 @@ impl Config {
     /// Checks what TOML types cannot express. `name` is the file for error messages.
     pub fn validate(&self, name: &str) -> Result<()> {
         self.validate_daemon(name)?;
-        for d in self
-            .smtp
-            .accept_domains
-            .iter()
-            .chain(&self.metrics.domains)
-            .chain(&self.advice.own_domains)
-        {
+        for d in self.smtp.accept_domains.iter().chain(&self.metrics.domains) {
             if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
                 return Err(bad(name, "smtp", format!("{d:?} is not a domain")));
             }
         }
+        self.validate_advice(name)
+    }
+
+    /// Checks `[advice]`.
+    fn validate_advice(&self, name: &str) -> Result<()> {
         let a = &self.advice;
-        if !looks_like_address(&a.from) {
-            return Err(bad(
-                name,
-                "advice",
-                format!("from {:?} is not an address", a.from),
-            ));
+        let advice = |key: &str, why: String| Err(bad_key(name, "advice", key, why));
+        // What the mail library will accept (so no advice mail fails on its address).
+        let mailable = |s: &str| looks_like_address(s) && s.parse::<lettre::Address>().is_ok();
+        if !mailable(&a.from) {
+            return advice("from", format!("{:?} is not an address", a.from));
         }
-        for adm in &a.admins {
-            if !looks_like_address(adm) {
-                return Err(bad(
-                    name,
-                    "advice",
-                    format!("admins: {adm:?} is not an address"),
-                ));
-            }
+        if let Some(adm) = a.admins.iter().find(|adm| !mailable(adm)) {
+            return advice("admins", format!("{adm:?} is not an address"));
+        }
+        if let Some(d) = a
+            .own_domains
+            .iter()
+            .find(|d| d.is_empty() || d.contains(['@', '*']) || d.contains(char::is_whitespace))
+        {
+            return advice(
+                "own_domains",
+                format!("{d:?} is not a domain (subdomains are included)"),
+            );
         }
         if let Some(url) = &a.smarthost {
-            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
-                return Err(bad(
-                    name,
-                    "advice",
-                    format!("smarthost {url:?} must be smtp://host[:port] or smtps://host[:port]"),
-                ));
+            if let Err(why) = crate::advice::Smarthost::parse(url) {
+                return advice("smarthost", why);
             }
             if a.enabled && a.own_domains.is_empty() {
-                return Err(bad(
-                    name,
-                    "advice",
-                    "own_domains must list your sending domains when smarthost is set \
-                     (advice is never mailed outside them, to avoid backscatter)",
-                ));
+                return advice(
+                    "own_domains",
+                    "must list your sending domains when smarthost is set \
+                     (advice is never mailed outside them, to avoid backscatter)"
+                        .into(),
+                );
             }
         }
-        if a.digest_window.is_zero() || a.max_age.is_zero() {
-            return Err(bad(
-                name,
-                "advice",
-                "digest_window and max_age must be positive",
-            ));
+        if let Some(ca) = &a.smarthost_ca {
+            if !ca.is_file() {
+                return advice("smarthost_ca", format!("{} is not a file", ca.display()));
+            }
+        }
+        for (key, d) in [
+            ("digest_window", a.digest_window),
+            ("max_age", a.max_age),
+            ("retry_interval", a.retry_interval),
+            ("smtp_timeout", a.smtp_timeout),
+        ] {
+            if d.is_zero() {
+                return advice(key, "must be positive".into());
+            }
+        }
+        if a.retry_max_interval < a.retry_interval {
+            return advice(
+                "retry_max_interval",
+                "must be at least retry_interval".into(),
+            );
+        }
+        if a.hourly_cap == 0 {
+            return advice(
+                "hourly_cap",
+                "must be at least 1 (set enabled = false to turn advice off)".into(),
+            );
+        }
+        if a.outbox_dir.as_os_str().is_empty() {
+            return advice("outbox_dir", "must not be empty".into());
         }
         Ok(())
     }
@@ -672,6 +710,38 @@ mod tests {
         assert_eq!(c.metrics.listen, None);
         let e = Config::from_toml("[metrics]\nlisten = \"nope\"\n", "t").unwrap_err();
         assert!(e.to_string().starts_with("t:2:"), "{e}");
+    }
+
+    #[test]
+    fn advice_errors_name_file_line_and_key() {
+        for (text, want) in [
+            (
+                "[advice]\nown_domains = [\"example.com\"]\nsmarthost = \"smtp://relay?tls=maybe\"\n",
+                "a.toml:3: [advice] smarthost: tls=\"maybe\"",
+            ),
+            (
+                "[advice]\nretry_interval = \"1m\"\nretry_max_interval = \"30s\"\n",
+                "a.toml:3: [advice] retry_max_interval: must be at least",
+            ),
+            ("[advice]\nhourly_cap = 0\n", "a.toml:2: [advice] hourly_cap:"),
+            (
+                "[advice]\nsmarthost_ca = \"/nonexistent/ca.pem\"\n",
+                "a.toml:2: [advice] smarthost_ca: /nonexistent/ca.pem is not a file",
+            ),
+            (
+                "[advice]\nfrom = \"advice\"\n",
+                "a.toml:2: [advice] from: \"advice\" is not an address",
+            ),
+            (
+                "[advice]\nown_domains = [\"@example.com\"]\n",
+                "a.toml:2: [advice] own_domains:",
+            ),
+        ] {
+            let e = Config::from_toml(text, "a.toml").unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e}");
+        }
+        let ok = "[advice]\nsmarthost = \"smtps://u:p@relay.example.com\"\nown_domains = [\"example.com\"]\n";
+        assert!(Config::from_toml(ok, "a.toml").is_ok());
     }
 
     #[test]

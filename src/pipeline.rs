@@ -321,7 +321,7 @@ fn log_message(msg: &ProcessedMessage) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AdviceConfig, SpoolConfig};
+    use crate::config::{AdviceConfig, Config, SpoolConfig};
     use crate::model::Envelope;
 
     fn panicking(_: &[u8], _: &RuleSet, _: Lang, _: &str) -> (ParsedMessage, Vec<Row>) {
@@ -343,10 +343,13 @@ mod tests {
         let (spool, pending) = Spool::open(&cfg, metrics.clone(), tx).unwrap();
         assert!(pending.is_empty());
         let (_stop_tx, stop) = watch::channel(false);
-        let advice_cfg = AdviceConfig {
-            enabled: false,
-            outbox_dir: dir.path().join("outbox"),
-            ..AdviceConfig::default()
+        let advice_cfg = Config {
+            advice: AdviceConfig {
+                enabled: false,
+                outbox_dir: dir.path().join("outbox"),
+                ..AdviceConfig::default()
+            },
+            ..Config::default()
         };
         let advisor = Advisor::start(&advice_cfg, metrics.clone(), stop.clone())
             .await

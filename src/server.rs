@@ -116,6 +116,7 @@ pub struct Daemon {
     rules_tx: watch::Sender<Arc<RuleSet>>,
     events: Arc<EventsLog>,
     spool: Spool,
+    advisor: Advisor,
     shutdown: Shutdown,
     pipeline_stop: watch::Sender<bool>,
     pipeline: JoinHandle<()>,
@@ -156,7 +157,7 @@ impl Daemon {
                 .await
                 .map_err(|e| Error::new(ErrorKind::Spool, format!("spool start failed: {e}")))??
         };
-        let advisor = Advisor::start(&config.advice, metrics.clone(), shutdown.clone()).await?;
+        let advisor = Advisor::start(&config, metrics.clone(), shutdown.clone()).await?;
         let svc = Arc::new(SmtpService::new(
             &config.smtp,
             spool.clone(),
@@ -172,7 +173,7 @@ impl Daemon {
             spool: spool.clone(),
             events: events.clone(),
             metrics: metrics.clone(),
-            advisor,
+            advisor: advisor.clone(),
             rules: rules_rx,
             lang: config.rules.language,
             domains: config.metrics.domains.clone(),
@@ -205,6 +206,7 @@ impl Daemon {
             rules_tx,
             events,
             spool,
+            advisor,
             shutdown,
             pipeline_stop,
             pipeline,
@@ -276,6 +278,7 @@ impl Daemon {
         let _ = self.pipeline_stop.send(true);
         let _ = self.replay.await;
         let _ = self.pipeline.await;
+        self.advisor.closed().await;
         self.events.close().await;
         self.spool.close().await;
         if let Some(h) = self.http {
