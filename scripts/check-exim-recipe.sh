@@ -5,58 +5,35 @@
 # benchmarks need Postfix's tools, so this does not install Exim: it downloads Debian's
 # exim4-daemon-light package with `apt-get download` (installing only libidn12, the one
 # library of it that Postfix does not bring), unpacks it into a temp dir, and runs that exim
-# binary with `-C` and a
-# throwaway configuration: the marked blocks of docs/exim.md (main-section line, router,
-# transports) in a minimal exim.conf with the stock RCPT ACL, an Exim daemon on a free
-# 127.0.0.1 port, and its spool and logs in the temp dir. Then:
+# binary with `-C` and a throwaway configuration: the marked blocks of docs/exim.md (main-
+# section line, router, transports) in a minimal exim.conf with the stock RCPT ACL, an Exim
+# daemon on a free 127.0.0.1 port, and its spool and logs in the temp dir. bouncelens runs
+# with the config of docs/postfix.md, which the Exim doc refers to. Then:
 #   1. `exim -bt` routes a VERP address through the doc's router and transport;
 #   2. a bounce (examples/bounce-5.1.1.eml, null sender, VERP recipient) relayed through the
 #      Exim daemon reaches bouncelens over SMTP -> the events log has its row, with the
-#      queue id Exim logged;
+#      queue id Exim logged and the full VERP address;
 #   3. an unknown address in the bounce domain and relaying elsewhere are refused;
 #   4. the LMTP transport of the doc delivers to a bouncelens in LMTP mode.
 # Everything started is stopped on exit (trap); every wait is bounded. Needs root, swaks,
 # python3, and the system user Debian-exim (created here if missing, as the exim4 package
-# would: the Debian binary has that user compiled in). CHECK_KEEP=1 keeps the work dir.
+# would: the Debian binary has that user compiled in). CHECK_KEEP=1 keeps the work dir;
+# CHECK_VERBOSE=1 shows exim -bt's output. Helpers: scripts/recipe-check-lib.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
+CHECK_NAME=check-exim-recipe
+. "$(dirname "$0")/recipe-check-lib.sh"
 DOC=$ROOT/docs/exim.md
-SAMPLE=$ROOT/examples/bounce-5.1.1.eml
 
-say() { echo "check-exim-recipe: $*" >&2; }
-die() { say "FAIL: $*"; exit 1; }
-
-[ "$(id -u)" = 0 ] || die "run as root"
-export PATH="$PATH:/usr/sbin:/sbin"
-need=()
-command -v swaks >/dev/null || need+=(swaks)
-dpkg -s libidn12 >/dev/null 2>&1 || need+=(libidn12)
-if [ ${#need[@]} -gt 0 ]; then
-  command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get"
-  say "installing ${need[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+need_root_and_packages swaks libidn12
 getent group Debian-exim >/dev/null || groupadd --system Debian-exim
 getent passwd Debian-exim >/dev/null ||
   useradd --system --gid Debian-exim --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin Debian-exim
-
-say "building bouncelens (release)"
-cargo build --release --locked -q
-BIN=$ROOT/target/release/bouncelens
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/check-exim.XXXXXX")
-chmod 755 "$WORK"
-BL_PIDS=()
+build_bouncelens
+make_work
 EXIM_PID=""
 cleanup() {
   local rc=$?
-  for p in $EXIM_PID "${BL_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in $EXIM_PID "${BL_PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
+  stop_pids $EXIM_PID "${BL_PIDS[@]}"
   if [ $rc -ne 0 ]; then
     say "--- exim mainlog"; tail -n 30 "$WORK/log/mainlog" >&2 2>/dev/null || true
     say "--- exim paniclog"; tail -n 10 "$WORK/log/paniclog" >&2 2>/dev/null || true
@@ -76,52 +53,27 @@ dpkg -x "$WORK"/exim4-daemon-light_*.deb "$WORK/root"
 EXIM=$WORK/root/usr/sbin/exim4
 [ -x "$EXIM" ] || die "no exim binary in the package"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+block() { doc_block "$DOC" check-exim-recipe "$1"; }
+pblock() { doc_block "$ROOT/docs/postfix.md" check-postfix-recipe "$1"; }
 
-# The fenced block after "<!-- check-exim-recipe: NAME -->" in the doc.
-block() {
-  local out
-  out=$(awk -v m="<!-- check-exim-recipe: $1 -->" '
-    $0 == m { want = 1; next }
-    want && /^```/ { if (inside) exit; inside = 1; next }
-    inside { print }' "$DOC")
-  [ -n "$out" ] || die "docs/exim.md has no block marked '$1'"
-  printf '%s\n' "$out"
-}
-
-EXIM_PORT=$(free_port)
-BL_SMTP=$(free_port)
-BL_LMTP=$(free_port)
+# --- bouncelens with the config of docs/postfix.md ------------------------------------
+start_bouncelens smtp < <(pblock bouncelens.toml | any_port)
+BL_SMTP=$BL_PORT
+start_bouncelens lmtp < <(pblock bouncelens-lmtp.toml | any_port)
+BL_LMTP=$BL_PORT
+# The doc's transports deliver to the ports the postfix.md configs listen on.
+block transport | grep -q "port = 2525" || die "docs/exim.md: transport is not on port 2525"
+block transport-lmtp | grep -q "port = 2424" || die "docs/exim.md: transport-lmtp is not on port 2424"
 localize() { sed -e "s/port = 2525/port = $BL_SMTP/" -e "s/port = 2424/port = $BL_LMTP/"; }
 
-# --- bouncelens with the config of docs/postfix.md (the Exim doc refers to it) -------
-pblock() {
-  awk -v m="<!-- check-postfix-recipe: $1 -->" '
-    $0 == m { want = 1; next }
-    want && /^```/ { if (inside) exit; inside = 1; next }
-    inside { print }' "$ROOT/docs/postfix.md"
-}
-start_bouncelens() { # NAME POSTFIX-DOC-BLOCK PORT
-  local dir=$WORK/bl-$1
-  mkdir -p "$dir"
-  { pblock "$2" | sed -e "s#127\.0\.0\.1:2525#127.0.0.1:$3#" -e "s#127\.0\.0\.1:2424#127.0.0.1:$3#"
-    printf '\n[metrics]\nlisten = "127.0.0.1:0"\n'; } >"$dir/bouncelens.toml"
-  grep -q "127.0.0.1:$3" "$dir/bouncelens.toml" || die "bouncelens config block $2 not found"
-  (cd "$dir" && exec "$BIN" serve --config bouncelens.toml) 2>"$WORK/bl-$1.log" &
-  BL_PIDS+=($!)
-  for _ in $(seq 100); do grep -q "bouncelens ready" "$WORK/bl-$1.log" && return 0; sleep 0.1; done
-  die "bouncelens ($1) did not start"
-}
-start_bouncelens smtp bouncelens.toml "$BL_SMTP"
-start_bouncelens lmtp bouncelens-lmtp.toml "$BL_LMTP"
-
 # --- the Exim configuration ----------------------------------------------------------
+EXIM_PORT=$(free_port)
 mkdir -p "$WORK/spool" "$WORK/log"
 chown Debian-exim:Debian-exim "$WORK/spool" "$WORK/log"
 CONF=$WORK/exim.conf
 write_conf() { # TRANSPORT-NAME-FOR-THE-ROUTER
   {
-    cat <<EOF
+    cat <<MAIN
 exim_path = $EXIM
 primary_hostname = mx.example.test
 qualify_domain = example.test
@@ -136,9 +88,9 @@ rfc1413_hosts =
 keep_environment =
 tls_advertise_hosts =
 domainlist local_domains =
-EOF
+MAIN
     block main
-    cat <<'EOF'
+    cat <<'ACL'
 acl_smtp_rcpt = acl_check_rcpt
 
 begin acl
@@ -151,7 +103,7 @@ acl_check_rcpt:
 
 begin routers
 
-EOF
+ACL
     block router | sed "s/transport = bouncelens_smtp/transport = $1/"
     printf '\nbegin transports\n\n'
     block transport | localize
@@ -172,7 +124,7 @@ grep -q "router = bouncelens, transport = bouncelens_smtp" <<<"$bt" || die "exim
 say "ok: exim -bt $VERP -> router = bouncelens, transport = bouncelens_smtp"
 
 start_exim() {
-  "$EXIM" -C "$CONF" -bd -q30s -oX "$EXIM_PORT" -oP "$WORK/exim.pid" &
+  "$EXIM" -C "$CONF" -bd -q30s -oX "$EXIM_PORT" -oP "$WORK/exim.pid" </dev/null >/dev/null 2>&1 &
   for _ in $(seq 100); do
     [ -s "$WORK/exim.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$EXIM_PORT") 2>/dev/null && break
     sleep 0.1
@@ -181,19 +133,16 @@ start_exim() {
   [ -n "$EXIM_PID" ] || die "exim daemon did not start"
 }
 stop_exim() {
-  kill "$EXIM_PID" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$EXIM_PID" 2>/dev/null || break; sleep 0.1; done
+  stop_pids "$EXIM_PID"
   EXIM_PID=""
   rm -f "$WORK/exim.pid"
 }
-send() { # RCPT
-  swaks --server "127.0.0.1:$EXIM_PORT" --helo client.example.net --from '<>' --to "$1" \
-    --data "@$SAMPLE" --suppress-data --timeout 20 2>&1
-}
-# Exim's id from swaks' transcript, then bouncelens's id from Exim's "=>" log line.
-relay() { # RCPT EVENTS-LOG TRANSPORT
-  local out exid line blid rows=""
-  out=$(send "$1") || die "Exim refused the bounce: $out"
+
+# Relays the sample bounce to RCPT through Exim, checks that Exim delivered it with the
+# doc's router and TRANSPORT and the events row in bl-NAME. Prints "exim-id -> bouncelens-id".
+relay() { # RCPT NAME TRANSPORT
+  local out exid line="" blid
+  out=$(send_bounce "$EXIM_PORT" "$1") || die "Exim refused the bounce: $out"
   exid=$(sed -n 's/.*250 OK id=\([-A-Za-z0-9]*\).*/\1/p' <<<"$out")
   [ -n "$exid" ] || die "no Exim message id in: $out"
   for _ in $(seq 300); do
@@ -206,32 +155,20 @@ relay() { # RCPT EVENTS-LOG TRANSPORT
   grep -q "R=bouncelens T=$3 " <<<"$line" || die "not delivered by router bouncelens / transport $3"
   blid=$(sed -n 's/.*queued as \([A-Za-z0-9]*\).*/\1/p' <<<"$line")
   [ -n "$blid" ] || die "Exim's delivery line has no bouncelens queue id"
-  for _ in $(seq 100); do
-    rows=$(grep -F "\"queue_id\":\"$blid\"" "$2" 2>/dev/null || true)
-    [ -n "$rows" ] && break
-    sleep 0.1
-  done
-  [ -n "$rows" ] || die "no events row for queue id $blid"
-  python3 - "$rows" "$1" <<'PY' || die "events row is not what the recipe should produce: $rows"
-import json, sys
-row = json.loads(sys.argv[1])
-assert row["envelope_from"] == "", row["envelope_from"]
-assert row["envelope_to"] == [sys.argv[2]], row["envelope_to"]
-assert row["status"] == "5.1.1" and row["reason"] == "userunknown" and row["hard_bounce"] is True
-PY
+  check_events_row "$blid" "$WORK/bl-$2/var/events.jsonl" "$1"
   echo "$exid -> $blid"
 }
 
 # 2. SMTP route.
 start_exim
 say "exim daemon on 127.0.0.1:$EXIM_PORT, bouncelens smtp on $BL_SMTP, lmtp on $BL_LMTP"
-ids=$(relay "$VERP" "$WORK/bl-smtp/var/events.jsonl" bouncelens_smtp)
+ids=$(relay "$VERP" smtp bouncelens_smtp)
 say "ok: SMTP route: Exim $ids -> events row (userunknown, VERP envelope)"
 
 # 3. Refusals at the border.
-if out=$(send nobody@bounces.example.com); then die "Exim accepted nobody@bounces.example.com"; fi
+if out=$(send_bounce "$EXIM_PORT" nobody@bounces.example.com); then die "Exim accepted nobody@bounces.example.com"; fi
 grep -q "550 Unrouteable address" <<<"$out" || die "unknown bounce address: $(grep '<\*\*' <<<"$out")"
-if out=$(send victim@example.net); then die "Exim relayed to example.net"; fi
+if out=$(send_bounce "$EXIM_PORT" victim@example.net); then die "Exim relayed to example.net"; fi
 grep -q "relay not permitted" <<<"$out" || die "relaying: $(grep '<\*\*' <<<"$out")"
 say "ok: Exim refuses unknown bounce addresses (550 Unrouteable address) and relaying"
 
@@ -239,6 +176,6 @@ say "ok: Exim refuses unknown bounce addresses (550 Unrouteable address) and rel
 stop_exim
 write_conf bouncelens_lmtp
 start_exim
-ids=$(relay "$VERP" "$WORK/bl-lmtp/var/events.jsonl" bouncelens_lmtp)
+ids=$(relay "$VERP" lmtp bouncelens_lmtp)
 say "ok: LMTP route: Exim $ids -> events row"
 say "PASS"

@@ -18,54 +18,24 @@
 # Everything it starts is stopped on exit (trap); every wait is bounded.
 #
 # Needs root (Postfix runs its daemons as the postfix user), postfix and swaks (Debian
-# packages; installed here when missing: postfix with "No configuration"), a release build.
-# CHECK_KEEP=1 keeps the work dir for a look afterwards.
+# packages; installed here when missing: postfix with "No configuration"), python3.
+# CHECK_KEEP=1 keeps the work dir for a look afterwards. Helpers: scripts/recipe-check-lib.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
+CHECK_NAME=check-postfix-recipe
+. "$(dirname "$0")/recipe-check-lib.sh"
 DOC=$ROOT/docs/postfix.md
-SAMPLE=$ROOT/examples/bounce-5.1.1.eml
 
-say() { echo "check-postfix-recipe: $*" >&2; }
-die() { say "FAIL: $*"; exit 1; }
-
-[ "$(id -u)" = 0 ] || die "run as root (Postfix starts its daemons as the postfix user)"
-export PATH="$PATH:/usr/sbin:/sbin"
-need=()
-command -v postfix >/dev/null || need+=(postfix)
-command -v swaks >/dev/null || need+=(swaks)
-if [ ${#need[@]} -gt 0 ]; then
-  command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get"
-  say "installing ${need[*]}"
-  apt-get update -qq >/dev/null
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-
-say "building bouncelens (release)"
-cargo build --release --locked -q
-BIN=$ROOT/target/release/bouncelens
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/check-postfix.XXXXXX")
-chmod 755 "$WORK" # the postfix user must reach its queue inside
+need_root_and_packages postfix swaks
+build_bouncelens
+make_work
 CONF=$WORK/postfix
-BL_PIDS=()
 POSTFIX_UP=0
 cleanup() {
-  local rc=$?
+  local rc=$? mp
   if [ "$POSTFIX_UP" = 1 ]; then postfix -c "$CONF" stop >/dev/null 2>&1 || true; fi
-  for p in "${BL_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${BL_PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
-  # postfix stop returns before master has gone; wait for it (bounded).
-  if [ -f "$WORK/queue/pid/master.pid" ]; then
-    local mp
-    mp=$(tr -dc 0-9 <"$WORK/queue/pid/master.pid")
-    for _ in $(seq 100); do [ -n "$mp" ] && kill -0 "$mp" 2>/dev/null || break; sleep 0.1; done
-    [ -n "$mp" ] && kill -9 "$mp" 2>/dev/null || true
-  fi
+  # postfix stop returns before master has gone: wait for it too (bounded).
+  mp=$(tr -dc 0-9 <"$WORK/queue/pid/master.pid" 2>/dev/null || true)
+  stop_pids "${BL_PIDS[@]}" $mp
   if [ $rc -ne 0 ]; then
     say "--- postfix log"; tail -n 30 "$WORK/postfix.log" >&2 2>/dev/null || true
     say "--- bouncelens log"; tail -n 30 "$WORK"/bl-*.log >&2 2>/dev/null || true
@@ -76,45 +46,26 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# The fenced block that follows "<!-- check-postfix-recipe: NAME -->" in the doc.
-block() {
-  local out
-  out=$(awk -v m="<!-- check-postfix-recipe: $1 -->" '
-    $0 == m { want = 1; next }
-    want && /^```/ { if (inside) exit; inside = 1; next }
-    inside { print }' "$DOC")
-  [ -n "$out" ] || die "docs/postfix.md has no block marked '$1'"
-  printf '%s\n' "$out"
+block() { doc_block "$DOC" check-postfix-recipe "$1"; }
+# The doc's bouncelens config listens where its transport map delivers.
+for pair in bouncelens.toml:2525 bouncelens-lmtp.toml:2424 bouncelens-single.toml:2525; do
+  block "${pair%:*}" | grep -qF "\"127.0.0.1:${pair#*:}\"" ||
+    die "docs/postfix.md: block ${pair%:*} does not listen on 127.0.0.1:${pair#*:} as its transport says"
+done
+# Doc text -> this instance: /etc/postfix -> our config dir, the doc's ports -> bouncelens's.
+localize() {
+  sed -e "s#/etc/postfix/#$CONF/#g" \
+    -e "s#127\.0\.0\.1:2525#127.0.0.1:$BL_SMTP#g" -e "s#127\.0\.0\.1\]:2525#127.0.0.1]:$BL_SMTP#g" \
+    -e "s#127\.0\.0\.1:2424#127.0.0.1:$BL_LMTP#g" -e "s#127\.0\.0\.1\]:2424#127.0.0.1]:$BL_LMTP#g"
 }
-
-# Doc text -> this instance: /etc/postfix -> our config dir, the doc's ports -> free ones.
-localize() { sed -e "s#/etc/postfix/#$CONF/#g" -e "s#127\.0\.0\.1:2525#127.0.0.1:$BL_SMTP#g" \
-  -e "s#127\.0\.0\.1\]:2525#127.0.0.1]:$BL_SMTP#g" -e "s#127\.0\.0\.1:2424#127.0.0.1:$BL_LMTP#g" \
-  -e "s#127\.0\.0\.1\]:2424#127.0.0.1]:$BL_LMTP#g"; }
 
 PF_PORT=$(free_port)
-BL_SMTP=$(free_port)
-BL_LMTP=$(free_port)
-
-# --- bouncelens, as the doc configures it ---------------------------------------
-start_bouncelens() { # NAME BLOCK
-  local dir=$WORK/bl-$1
-  mkdir -p "$dir"
-  { block "$2" | localize; printf '\n[metrics]\nlisten = "127.0.0.1:0"\n'; } >"$dir/bouncelens.toml"
-  "$BIN" check-config --config "$dir/bouncelens.toml" >/dev/null
-  # Relative paths (var/spool, var/events.jsonl, var/outbox) land in $dir.
-  (cd "$dir" && exec "$BIN" serve --config bouncelens.toml) 2>"$WORK/bl-$1.log" &
-  BL_PIDS+=($!)
-  for _ in $(seq 100); do grep -q "bouncelens ready" "$WORK/bl-$1.log" && return 0; sleep 0.1; done
-  die "bouncelens ($1) did not start"
-}
+BL_SMTP="" BL_LMTP=""
 
 # --- a throwaway Postfix instance -------------------------------------------------
 mkdir -p "$CONF" "$WORK/queue" "$WORK/data"
 chown postfix "$WORK/data"
-cat >"$CONF/main.cf" <<EOF
+cat >"$CONF/main.cf" <<MAIN
 compatibility_level = 3.6
 queue_directory = $WORK/queue
 data_directory = $WORK/data
@@ -131,8 +82,8 @@ mynetworks = 192.0.2.1/32
 alias_maps =
 alias_database =
 smtpd_banner = \$myhostname ESMTP throwaway instance
-EOF
-cat >"$CONF/master.cf" <<EOF
+MAIN
+cat >"$CONF/master.cf" <<MASTER
 127.0.0.1:$PF_PORT inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -158,9 +109,10 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
+MASTER
 
-start_bouncelens smtp bouncelens.toml
+start_bouncelens smtp < <(block bouncelens.toml | any_port)
+BL_SMTP=$BL_PORT
 
 say "postfix on 127.0.0.1:$PF_PORT (config $CONF), bouncelens smtp on 127.0.0.1:$BL_SMTP"
 postfix -c "$CONF" check
@@ -185,85 +137,53 @@ sleep 1 # postfix reload: let master restart smtpd with the new settings
 route=$(postmap -c "$CONF" -q bounces.example.com "hash:$CONF/transport")
 [ "$route" = "smtp:[127.0.0.1]:$BL_SMTP" ] || die "postmap -q gives '$route'"
 
-VERP=bounces+hanako=example.jp@bounces.example.com
-send() { # RCPT -> swaks transcript; exit status of swaks
-  swaks --server "127.0.0.1:$PF_PORT" --helo client.example.net --from '<>' --to "$1" \
-    --data "$SAMPLE" --suppress-data --timeout 20 2>&1
-}
-events_for() { # QUEUE_ID_OF_BOUNCELENS FILE -> the rows
-  grep -F "\"queue_id\":\"$1\"" "$2" 2>/dev/null || true
-}
-# Waits until Postfix logs delivery of its queue id PFID; prints bouncelens's queue id.
-delivered_as() {
-  local line=""
+# Relays the sample bounce to RCPT through Postfix, checks that Postfix delivered it to
+# bouncelens on PORT and the events row in bl-NAME. Prints "postfix-id -> bouncelens-id".
+relay() { # RCPT NAME PORT
+  local out pfid line="" blid
+  out=$(send_bounce "$PF_PORT" "$1") || die "Postfix refused the bounce: $out"
+  pfid=$(sed -n 's/.*250 2\.0\.0 Ok: queued as \([A-Za-z0-9]*\).*/\1/p' <<<"$out")
+  [ -n "$pfid" ] || die "no Postfix queue id in: $out"
   for _ in $(seq 300); do
-    line=$(grep -F "$1: to=<" "$WORK/postfix.log" | grep -F "status=sent" | tail -n 1 || true)
+    line=$(grep -F "$pfid: to=<" "$WORK/postfix.log" | grep -F "status=sent" | tail -n 1 || true)
     [ -n "$line" ] && break
     sleep 0.1
   done
-  [ -n "$line" ] || die "Postfix did not deliver $1 within 30 s: $(grep -F "$1:" "$WORK/postfix.log" | tail -n 3)"
+  [ -n "$line" ] || die "Postfix did not deliver $pfid within 30 s: $(grep -F "$pfid:" "$WORK/postfix.log" | tail -n 3)"
   say "postfix: ${line#*: }"
-  sed -n 's/.*queued as \([A-Za-z0-9]*\).*/\1/p' <<<"$line"
-}
-# Prints the events row for bouncelens queue id $1 in events log $2 (bounded wait).
-wait_row() {
-  local rows=""
-  for _ in $(seq 100); do
-    rows=$(events_for "$1" "$2")
-    [ -n "$rows" ] && break
-    sleep 0.1
-  done
-  [ -n "$rows" ] || die "no events row for queue id $1 in $2"
-  printf '%s\n' "$rows"
-}
-check_row() { # ROW [ENVELOPE_TO]
-  python3 - "$1" "${2:-$VERP}" <<'PY' || die "events row is not what the recipe should produce: $1"
-import json, sys
-row = json.loads(sys.argv[1])
-assert row["envelope_from"] == "", row["envelope_from"]
-assert row["envelope_to"] == [sys.argv[2]], row["envelope_to"]
-assert row["recipient"] == "taro.yamada@example.com", row["recipient"]
-assert row["status"] == "5.1.1" and row["reason"] == "userunknown" and row["hard_bounce"] is True
-PY
+  grep -qF "relay=127.0.0.1[127.0.0.1]:$3," <<<"$line" || die "delivered elsewhere than 127.0.0.1:$3"
+  blid=$(sed -n 's/.*queued as \([A-Za-z0-9]*\).*/\1/p' <<<"$line")
+  [ -n "$blid" ] || die "Postfix's delivery line has no bouncelens queue id"
+  check_events_row "$blid" "$WORK/bl-$2/var/events.jsonl" "$1"
+  echo "$pfid -> $blid"
 }
 
 # --- 1. SMTP route --------------------------------------------------------------
-out=$(send "$VERP") || die "Postfix refused the bounce: $out"
-PFID=$(sed -n 's/.*250 2\.0\.0 Ok: queued as \([A-Za-z0-9]*\).*/\1/p' <<<"$out")
-[ -n "$PFID" ] || die "no Postfix queue id in: $out"
-BLID=$(delivered_as "$PFID")
-[ -n "$BLID" ] || die "Postfix's delivery line has no bouncelens queue id"
-ROW=$(wait_row "$BLID" "$WORK/bl-smtp/var/events.jsonl")
-check_row "$ROW"
-say "ok: SMTP route: Postfix $PFID -> bouncelens $BLID -> events row (userunknown, VERP envelope)"
+VERP=bounces+hanako=example.jp@bounces.example.com
+ids=$(relay "$VERP" smtp "$BL_SMTP")
+say "ok: SMTP route: Postfix $ids -> events row (userunknown, VERP envelope)"
 
 # --- 2. Postfix refuses what is not ours, at the border ----------------------------
-if out=$(send nobody@bounces.example.com); then die "Postfix accepted nobody@bounces.example.com"; fi
+if out=$(send_bounce "$PF_PORT" nobody@bounces.example.com); then die "Postfix accepted nobody@bounces.example.com"; fi
 grep -q "550 5.1.1 .*User unknown in relay recipient table" <<<"$out" ||
   die "unknown bounce address not refused as the doc says: $(grep '<\*\*' <<<"$out")"
-if out=$(send victim@example.net); then die "Postfix relayed to example.net"; fi
+if out=$(send_bounce "$PF_PORT" victim@example.net); then die "Postfix relayed to example.net"; fi
 grep -q "Relay access denied" <<<"$out" || die "relaying not refused: $(grep '<\*\*' <<<"$out")"
 say "ok: Postfix refuses unknown bounce addresses (550 5.1.1) and relaying (Relay access denied)"
 
 # --- 3. LMTP route ----------------------------------------------------------------
-start_bouncelens lmtp bouncelens-lmtp.toml
+start_bouncelens lmtp < <(block bouncelens-lmtp.toml | any_port)
+BL_LMTP=$BL_PORT
 block transport-lmtp | localize >"$CONF/transport"
 postmap -c "$CONF" "$CONF/transport"
 postfix -c "$CONF" reload >/dev/null 2>&1
 sleep 1
-out=$(send "$VERP") || die "Postfix refused the bounce: $out"
-PFID=$(sed -n 's/.*250 2\.0\.0 Ok: queued as \([A-Za-z0-9]*\).*/\1/p' <<<"$out")
-BLID=$(delivered_as "$PFID")
-[ -n "$BLID" ] || die "Postfix's LMTP delivery line has no bouncelens queue id"
-grep -F "$PFID: to=<" "$WORK/postfix.log" | grep -q "relay=127.0.0.1\[127.0.0.1\]:$BL_LMTP" ||
-  die "the LMTP delivery did not go to bouncelens's LMTP port"
-ROW=$(wait_row "$BLID" "$WORK/bl-lmtp/var/events.jsonl")
-check_row "$ROW"
-say "ok: LMTP route: Postfix $PFID -> bouncelens $BLID -> events row"
+ids=$(relay "$VERP" lmtp "$BL_LMTP")
+say "ok: LMTP route: Postfix $ids -> events row"
 
 # --- 4. One address on a local domain ----------------------------------------------
-BL_SMTP=$(free_port)
-start_bouncelens single bouncelens-single.toml
+start_bouncelens single < <(block bouncelens-single.toml | any_port)
+BL_SMTP=$BL_PORT
 block transport-single | localize >"$CONF/transport"
 block aliases >"$CONF/aliases"
 postmap -c "$CONF" "$CONF/transport"
@@ -272,12 +192,6 @@ postconf -c "$CONF" -e "mydestination = example.com" "alias_maps = hash:$CONF/al
 postalias -c "$CONF" "$CONF/aliases" # newaliases
 postfix -c "$CONF" reload >/dev/null 2>&1
 sleep 1
-VERP1=bounces+hanako=example.jp@example.com
-out=$(send "$VERP1") || die "Postfix refused the bounce: $out"
-PFID=$(sed -n 's/.*250 2\.0\.0 Ok: queued as \([A-Za-z0-9]*\).*/\1/p' <<<"$out")
-BLID=$(delivered_as "$PFID")
-[ -n "$BLID" ] || die "Postfix's delivery line has no bouncelens queue id"
-ROW=$(wait_row "$BLID" "$WORK/bl-single/var/events.jsonl")
-check_row "$ROW" "$VERP1"
-say "ok: single address: Postfix $PFID -> bouncelens $BLID -> events row"
+ids=$(relay bounces+hanako=example.jp@example.com single "$BL_SMTP")
+say "ok: single address: Postfix $ids -> events row"
 say "PASS"
