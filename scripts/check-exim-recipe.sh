@@ -34,13 +34,7 @@ EXIM_PID=""
 cleanup() {
   local rc=$?
   stop_pids $EXIM_PID "${BL_PIDS[@]}"
-  if [ $rc -ne 0 ]; then
-    say "--- exim mainlog"; tail -n 30 "$WORK/log/mainlog" >&2 2>/dev/null || true
-    say "--- exim paniclog"; tail -n 10 "$WORK/log/paniclog" >&2 2>/dev/null || true
-    say "--- bouncelens log"; tail -n 20 "$WORK"/bl-*.log >&2 2>/dev/null || true
-  fi
-  if [ "${CHECK_KEEP:-0}" = 1 ] || [ $rc -ne 0 ]; then say "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-  exit $rc
+  finish $rc "$WORK/log/mainlog" "$WORK/log/paniclog" "$WORK"/bl-*.log
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -36,12 +36,7 @@ cleanup() {
   # postfix stop returns before master has gone: wait for it too (bounded).
   mp=$(tr -dc 0-9 <"$WORK/queue/pid/master.pid" 2>/dev/null || true)
   stop_pids "${BL_PIDS[@]}" $mp
-  if [ $rc -ne 0 ]; then
-    say "--- postfix log"; tail -n 30 "$WORK/postfix.log" >&2 2>/dev/null || true
-    say "--- bouncelens log"; tail -n 30 "$WORK"/bl-*.log >&2 2>/dev/null || true
-  fi
-  if [ "${CHECK_KEEP:-0}" = 1 ] || [ $rc -ne 0 ]; then say "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-  exit $rc
+  finish $rc "$WORK/postfix.log" "$WORK"/bl-*.log
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

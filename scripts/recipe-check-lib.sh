@@ -70,6 +70,18 @@ start_bouncelens() { # NAME
 # The doc's bouncelens config with its loopback SMTP/LMTP listener on a port of the kernel's choice.
 any_port() { sed -e 's#"127\.0\.0\.1:[0-9]*"#"127.0.0.1:0"#g'; }
 
+# The end of a cleanup trap: on failure show the tails of the given logs; keep the work
+# dir on failure or with CHECK_KEEP=1, else remove it; exit with RC.
+finish() { # RC LOG...
+  local rc=$1 f
+  shift
+  if [ "$rc" -ne 0 ]; then
+    for f in "$@"; do say "--- $f"; tail -n 30 "$f" >&2 2>/dev/null || true; done
+  fi
+  if [ "${CHECK_KEEP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then say "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+
 # SIGTERM, up to 5 s each, then SIGKILL.
 stop_pids() {
   local p
