@@ -383,10 +383,13 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::io(
+            Error::with_source(
                 ErrorKind::Config,
-                "cannot read config file (check the path, or run without --config for built-in defaults)",
-                path,
+                format!(
+                    "cannot read config file {}: {e} (check the path; copy config/bouncelens.toml, \
+                     where every key is optional; or run without --config for the built-in defaults)",
+                    path.display()
+                ),
                 e,
             )
         })?;

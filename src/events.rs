@@ -108,7 +108,12 @@ impl EventsLog {
             };
             Error::with_source(
                 ErrorKind::Io,
-                format!("{what} {}: {e}{hint}", p.display()),
+                format!(
+                    "{what} {}: {e}{hint}",
+                    std::path::absolute(p)
+                        .unwrap_or_else(|_| p.to_path_buf())
+                        .display()
+                ),
                 e,
             )
         };

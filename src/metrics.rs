@@ -9,7 +9,32 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::model::StatusCode;
+use crate::model::{MessageKind, StatusCode};
+
+/// `bouncelens_smtp_sessions_total{outcome}` values.
+pub const SESSION_OUTCOMES: [&str; 5] = ["accepted", "rejected", "timeout", "error", "closed"];
+/// `bouncelens_advice_emails_total{audience}` values.
+pub const ADVICE_AUDIENCES: [&str; 2] = ["sender", "admin"];
+/// `bouncelens_advice_emails_total{outcome}` values.
+pub const ADVICE_OUTCOMES: [&str; 13] = [
+    "queued",
+    "sent",
+    "written",
+    "retried",
+    "failed",
+    "suppressed_digest",
+    "suppressed_cap",
+    "suppressed_nosender",
+    "suppressed_backscatter",
+    "suppressed_loop",
+    "suppressed_autoreply",
+    "suppressed_feedback",
+    "suppressed_noadmin",
+];
+/// Reply codes the listener sends, pre-created in `bouncelens_smtp_rejections_total`.
+pub const REJECTION_CODES: [&str; 12] = [
+    "421", "450", "451", "452", "500", "501", "502", "503", "504", "550", "552", "554",
+];
 
 /// All metrics, registered in `registry`.
 #[derive(Clone)]
@@ -131,6 +156,27 @@ impl Metrics {
             &["outcome"],
         );
         let rules_loaded = gauge("bouncelens_rules_loaded", "Rules currently loaded.");
+
+        // Create every series whose label values are known in advance at zero, so a
+        // fresh daemon's dashboards show 0 rather than "no data" and `increase()` sees
+        // the first event of each series.
+        for k in MessageKind::ALL {
+            messages_total.with_label_values(&[k.as_str()]);
+        }
+        for o in SESSION_OUTCOMES {
+            smtp_sessions_total.with_label_values(&[o]);
+        }
+        for c in REJECTION_CODES {
+            smtp_rejections_total.with_label_values(&[c]);
+        }
+        for a in ADVICE_AUDIENCES {
+            for o in ADVICE_OUTCOMES {
+                advice_emails_total.with_label_values(&[a, o]);
+            }
+        }
+        for o in ["ok", "error"] {
+            rules_reloads_total.with_label_values(&[o]);
+        }
         Metrics {
             registry,
             bounces_total,
@@ -195,6 +241,19 @@ mod tests {
         let doms = vec!["example.com".to_string()];
         assert_eq!(domain_label(Some("a@Example.COM"), &doms), "example.com");
         assert_eq!(domain_label(Some("a@evil.test"), &doms), "other");
+    }
+
+    #[test]
+    fn known_series_exist_at_zero_from_the_start() {
+        let text = Metrics::new().render();
+        for line in [
+            "bouncelens_messages_total{kind=\"unparsed\"} 0",
+            "bouncelens_smtp_rejections_total{code=\"550\"} 0",
+            "bouncelens_advice_emails_total{audience=\"admin\",outcome=\"suppressed_backscatter\"} 0",
+            "bouncelens_smtp_sessions_total{outcome=\"timeout\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line}");
+        }
     }
 
     #[test]

@@ -26,7 +26,6 @@ use crate::config::{Config, RulesConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::EventsLog;
 use crate::metrics::Metrics;
-use crate::model::MessageKind;
 use crate::pipeline::{self, Pipeline};
 use crate::rules::RuleSet;
 use crate::smtp::{self, tls, RecipientPolicy, SmtpService};
@@ -138,15 +137,6 @@ impl Daemon {
         shutdown: Shutdown,
     ) -> Result<Daemon> {
         let metrics = Metrics::new();
-        for k in MessageKind::ALL {
-            metrics.messages_total.with_label_values(&[k.as_str()]);
-        }
-        for o in ["accepted", "rejected", "timeout", "error", "closed"] {
-            metrics.smtp_sessions_total.with_label_values(&[o]);
-        }
-        for o in ["ok", "error"] {
-            metrics.rules_reloads_total.with_label_values(&[o]);
-        }
         metrics.rules_loaded.set(rules.len() as i64);
 
         let events = Arc::new(EventsLog::open(&config.spool.events_log)?);

@@ -43,9 +43,21 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::io(ErrorKind::Advice, what, path, e)
 }
 
-/// Creates `dir` (and parents) if needed.
+/// Creates `dir` (and parents) if needed. Every directory here lives under
+/// `[advice] outbox_dir`, so a failure says how to fix that setting.
 pub fn ensure_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| io_err("cannot create directory", dir, e))
+    fs::create_dir_all(dir).map_err(|e| {
+        let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Error::with_source(
+            ErrorKind::Advice,
+            format!(
+                "cannot create advice outbox directory {}: {e} (make it writable by the user \
+                 bouncelens runs as, or set [advice] outbox_dir)",
+                shown.display()
+            ),
+            e,
+        )
+    })
 }
 
 /// Flushes a directory's entries (a rename or unlink inside it) to disk.
