@@ -319,8 +319,8 @@ const VARIANTS: &[(&str, &str, &str, Reason, FixBy)] = &[
     (
         "5.7.520",
         "550 5.7.520 Access denied, Your organization does not allow external forwarding. (AS7555)",
-        "exo.5.7.500-699",
-        Reason::Blocked,
+        "exo.5.7.520.external-forwarding",
+        Reason::Policyviolation,
         FixBy::SenderAdmin,
     ),
     (
