@@ -23,6 +23,7 @@ use mail_parser::parsers::MessageStream;
 use mail_parser::ContentType;
 
 use super::header::{self, HeaderBlock};
+use super::transfer;
 
 /// The returned original message, as found.
 #[derive(Debug, Clone)]
@@ -347,29 +348,44 @@ impl<'m> Walker<'m> {
         as_text: bool,
         charset: Option<&str>,
     ) -> (Body<'m>, End) {
-        let data = self.data;
-        let tail = &data[start..];
+        let tail = &self.data[start..];
         let boundary = parent.unwrap_or(b"");
-        let mut stream = MessageStream::new(tail);
-        let (mut end_rel, mut bytes) = match encoding {
-            Transfer::Base64 => stream.decode_base64_mime(boundary),
-            Transfer::QuotedPrintable => stream.decode_quoted_printable_mime(boundary),
-            Transfer::Identity => stream.mime_part(boundary),
+        let part = match encoding {
+            Transfer::Base64 => {
+                let mut stream = MessageStream::new(tail);
+                let (end, bytes) = stream.decode_base64_mime(boundary);
+                transfer::Part {
+                    end: (end != usize::MAX).then_some(end),
+                    bytes,
+                    next: stream.offset(),
+                }
+            }
+            Transfer::QuotedPrintable => transfer::quoted_printable(tail, boundary),
+            Transfer::Identity => transfer::identity(tail, boundary),
         };
         let mut found = true;
         let mut encoded = encoding != Transfer::Identity;
         let mut as_text = as_text;
-        let broken = end_rel == usize::MAX;
-        if broken {
-            let (e, f) = stream.seek_part_end(parent);
-            end_rel = e;
-            found = f;
-            bytes = Cow::Borrowed(&tail[..e.min(tail.len())]);
-            encoded = false;
-            as_text = true;
-        }
+        let broken = part.end.is_none();
+        let (end_rel, bytes, next) = match part.end {
+            Some(end) => (end, part.bytes, part.next),
+            None => {
+                // Broken: the raw bytes up to the boundary (or the end), as text.
+                let raw = transfer::identity(tail, boundary);
+                let (end, next) = match raw.end {
+                    Some(end) => (end, raw.next),
+                    None => {
+                        found = false;
+                        (tail.len(), tail.len())
+                    }
+                };
+                encoded = false;
+                as_text = true;
+                (end, Cow::Borrowed(&tail[..end]), next)
+            }
+        };
         let end = End {
-            pos: start + stream.offset(),
+            pos: start + next,
             found,
         };
         let raw = &tail[..end_rel.min(tail.len())];
@@ -384,7 +400,9 @@ impl<'m> Walker<'m> {
             };
             return (body, end);
         }
-        let decoder = charset.and_then(|c| charset_decoder(c.as_bytes()));
+        let decoder = charset
+            .filter(|c| !ascii_compatible(c, &bytes))
+            .and_then(|c| charset_decoder(c.as_bytes()));
         let text: Cow<'m, str> = match (bytes, decoder) {
             (Cow::Owned(vec), Some(dec)) => Cow::Owned(dec(&vec)),
             (Cow::Owned(vec), None) => Cow::Owned(
@@ -485,19 +503,31 @@ fn lossy(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
     }
 }
 
-/// Just past the first `--boundary` at or after `from` (anywhere on a line, as
-/// mail-parser looks for it), if any.
+/// Just past the first `--boundary` at or after `from`, if any.
 fn find_boundary(data: &[u8], from: usize, boundary: &[u8]) -> Option<usize> {
-    let hay = data.get(from..)?;
-    let mut at = 0;
-    while let Some(i) = memchr::memmem::find(&hay[at..], b"--") {
-        let dashes = at + i;
-        if hay[dashes + 2..].starts_with(boundary) {
-            return Some(from + dashes + 2 + boundary.len());
-        }
-        at = dashes + 1;
-    }
-    None
+    transfer::find_dashes(data.get(from..)?, boundary).map(|d| from + d + 2 + boundary.len())
+}
+
+/// True if `bytes` read the same in `charset` as in ASCII, so decoding can be
+/// skipped: they are ASCII (without the escape byte that switches ISO-2022-JP out
+/// of it) and the charset is one that extends ASCII.
+fn ascii_compatible(charset: &str, bytes: &[u8]) -> bool {
+    const EXTENDS_ASCII: &[&str] = &[
+        "us-ascii",
+        "ascii",
+        "utf-8",
+        "utf8",
+        "iso-8859-1",
+        "iso-8859-15",
+        "windows-1252",
+        "cp1252",
+        "iso-2022-jp",
+    ];
+    EXTENDS_ASCII
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(charset.trim()))
+        && bytes.is_ascii()
+        && !bytes.contains(&0x1b)
 }
 
 /// After a boundary: `--` closes the multipart; otherwise the line break that ends

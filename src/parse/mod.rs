@@ -18,6 +18,7 @@ mod mbox;
 pub mod mime;
 mod original;
 mod ses;
+mod transfer;
 
 use std::sync::LazyLock;
 
