@@ -189,8 +189,9 @@ fn parse_parts(parts: &mime::BounceParts<'_>) -> ParsedMessage {
         }
         _ => {}
     }
-    let family = freeform::family_for(&notice, &top.from, &top.subject);
-    let scan = freeform::scan(&notice, family);
+    let marks = freeform::NoticeMarks::find(&notice);
+    let family = freeform::family_in(&marks, &top.from, &top.subject);
+    let scan = freeform::scan(&notice, &marks, family);
     if out.original.is_empty() {
         if let Some(at) = scan.original_at {
             let rest = notice.get(at..).unwrap_or("");
