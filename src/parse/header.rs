@@ -64,12 +64,15 @@ pub fn read(data: &[u8], start: usize) -> HeaderBlock<'_> {
         // without one is not a field and is skipped.
         let line_end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
         let line = &data[pos..line_end];
-        let colon = line
-            .iter()
-            .enumerate()
-            .skip_while(|(_, c)| **c == b':' || c.is_ascii_whitespace())
-            .find(|(_, c)| **c == b':')
-            .map(|(i, _)| i);
+        let colon = if line[0] == b':' {
+            line.iter()
+                .enumerate()
+                .skip_while(|(_, c)| **c == b':' || c.is_ascii_whitespace())
+                .find(|(_, c)| **c == b':')
+                .map(|(i, _)| i)
+        } else {
+            memchr::memchr(b':', line)
+        };
         let Some(colon) = colon else {
             if line_end >= data.len() {
                 // mail-parser keeps a name cut off by the end of the data, valueless.
@@ -85,7 +88,7 @@ pub fn read(data: &[u8], start: usize) -> HeaderBlock<'_> {
         };
         let name = trim_name(&line[..colon]);
         let value_start = pos + colon + 1;
-        let value_end = value_end(data, value_start);
+        let value_end = value_end(data, line_end);
         out.fields.push(Field {
             name,
             value: &data[value_start..value_end],
@@ -94,18 +97,22 @@ pub fn read(data: &[u8], start: usize) -> HeaderBlock<'_> {
     }
 }
 
-/// Where a value starting at `from` ends: past the first line break that is not
-/// followed by a space or tab (the end of the data if none).
-fn value_end(data: &[u8], from: usize) -> usize {
-    let mut pos = from;
-    while let Some(i) = memchr::memchr(b'\n', &data[pos..]) {
-        let next = pos + i + 1;
+/// Where a value whose first line ends at `line_end` (a line break, or the end of
+/// the data) ends: past the first line break not followed by a space or tab.
+fn value_end(data: &[u8], mut line_end: usize) -> usize {
+    loop {
+        if line_end >= data.len() {
+            return data.len();
+        }
+        let next = line_end + 1;
         if !matches!(data.get(next), Some(b' ' | b'\t')) {
             return next;
         }
-        pos = next + 1;
+        line_end = match memchr::memchr(b'\n', &data[next + 1..]) {
+            Some(i) => next + 1 + i,
+            None => data.len(),
+        };
     }
-    data.len()
 }
 
 /// Whether a field's `name` is `wanted`, ASCII case ignored, and blanks inside the

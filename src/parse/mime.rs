@@ -56,14 +56,23 @@ pub struct BounceParts<'m> {
 
 /// A part's lower-case type and subtype (`text/plain` when it has no usable
 /// Content-Type, as RFC 2045 says).
-fn type_pair(ct: Option<&ContentType<'_>>) -> (String, String) {
+fn type_pair<'c>(ct: Option<&'c ContentType<'_>>) -> (Cow<'c, str>, Cow<'c, str>) {
+    let lower = |s: &'c str| {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
+    };
     match ct {
-        Some(ct) => (
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().unwrap_or("").to_ascii_lowercase(),
-        ),
-        None => ("text".into(), "plain".into()),
+        Some(ct) => (lower(ct.ctype()), lower(ct.subtype().unwrap_or(""))),
+        None => (Cow::Borrowed("text"), Cow::Borrowed("plain")),
     }
+}
+
+fn is_report(ct: Option<&ContentType<'_>>) -> bool {
+    let (t, s) = type_pair(ct);
+    t == "multipart" && s == "report"
 }
 
 /// Sorts the parts of the message `raw` by role (see [`BounceParts`]). `None` if
@@ -78,11 +87,11 @@ pub fn bounce_parts(raw: &[u8]) -> Option<BounceParts<'_>> {
         out: BounceParts::default(),
     };
     let ct = top.content_type();
-    let (t, s) = type_pair(ct.as_ref());
-    walker.out.is_report = t == "multipart" && s == "report";
+    walker.out.is_report = is_report(ct.as_ref());
     if top.complete {
-        walker.entity(&top, None, false, 0, true);
+        walker.entity(&top, ct, None, false, 0, true);
     } else {
+        let (t, s) = type_pair(ct.as_ref());
         // Headers only: mail-parser gives such a message one empty text part.
         walker.leaf(&t, &s, Body::text(Cow::Borrowed(""), false, b""));
     }
@@ -158,18 +167,19 @@ impl<'m> Walker<'m> {
     /// and including the `parent` boundary that closes it. `collect` false skips it:
     /// its structure is followed (so the right boundary closes it) but nothing is
     /// decoded or kept.
+    /// `ct` is the block's parsed Content-Type.
     fn entity(
         &mut self,
         h: &HeaderBlock<'m>,
+        ct: Option<ContentType<'m>>,
         parent: Option<&[u8]>,
         in_digest: bool,
         depth: usize,
         collect: bool,
     ) -> End {
         let collect = collect && depth <= 16;
-        let ct = h.content_type();
         let (ctype, sub) = match &ct {
-            None if in_digest => ("message".to_string(), "rfc822".to_string()),
+            None if in_digest => (Cow::Borrowed("message"), Cow::Borrowed("rfc822")),
             _ => type_pair(ct.as_ref()),
         };
         let mut as_text = ctype == "text";
@@ -228,7 +238,8 @@ impl<'m> Walker<'m> {
             if !child.complete {
                 return self.stop();
             }
-            let end = self.entity(&child, Some(boundary), digest, depth + 1, collect);
+            let ct = child.content_type();
+            let end = self.entity(&child, ct, Some(boundary), digest, depth + 1, collect);
             if !end.found {
                 return self.stop();
             }
@@ -264,15 +275,16 @@ impl<'m> Walker<'m> {
                 }
                 return self.stop();
             }
-            if collect && is_report(&inner) && self.out.delivery_status.is_none() {
+            let ct = inner.content_type();
+            if collect && is_report(ct.as_ref()) && self.out.delivery_status.is_none() {
                 // The inner report is the one that names the failure.
                 self.out.is_report = true;
-                return self.entity(&inner, parent, false, depth + 1, true);
+                return self.entity(&inner, ct, parent, false, depth + 1, true);
             }
             if collect && self.out.returned.is_none() {
                 self.out.returned = Some(Returned::Message(Cow::Borrowed(rest)));
             }
-            return self.entity(&inner, parent, false, depth + 1, false);
+            return self.entity(&inner, ct, parent, false, depth + 1, false);
         }
         if !collect {
             return self.skip(h.end, parent);
@@ -293,7 +305,7 @@ impl<'m> Walker<'m> {
             }
             return end;
         }
-        if is_report(&inner) && self.out.delivery_status.is_none() {
+        if is_report(inner.content_type().as_ref()) && self.out.delivery_status.is_none() {
             if let Some(nested) = bounce_parts(&decoded) {
                 self.adopt(nested);
             }
@@ -482,11 +494,6 @@ impl<'m> Walker<'m> {
             found: false,
         }
     }
-}
-
-fn is_report(h: &HeaderBlock<'_>) -> bool {
-    let (t, s) = type_pair(h.content_type().as_ref());
-    t == "multipart" && s == "report"
 }
 
 fn str_bytes(text: Cow<'_, str>) -> Cow<'_, [u8]> {
