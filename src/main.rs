@@ -211,21 +211,50 @@ fn check_config(config: Option<&Path>) -> Result<ExitCode> {
 }
 
 /// Every input file under `paths`, in order (directories recursively, sorted by name).
+/// Directory entries' types come from the listing itself: no `stat` per file.
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for e in entries {
-            collect_files(&e, out)?;
-        }
+        collect_dir(path, out)
     } else {
         out.push(path.to_path_buf());
+        Ok(())
     }
+}
+
+fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let path = e.path();
+            // A symlink (or a type the listing does not give) is followed, as before.
+            let is_dir = match e.file_type() {
+                Ok(t) if t.is_dir() => true,
+                Ok(t) if t.is_file() => false,
+                _ => path.is_dir(),
+            };
+            Some((path, is_dir))
+        })
+        .collect();
+    entries.sort();
+    for (path, is_dir) in entries {
+        if is_dir {
+            collect_dir(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads `path` into `buf` (cleared first), reusing its allocation. (Read through
+/// `take`, which skips `File`'s size probe: two system calls per file that the
+/// reused buffer does not need.)
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    std::fs::File::open(path)?.take(u64::MAX).read_to_end(buf)?;
     Ok(())
 }
 
@@ -240,6 +269,7 @@ fn classify_cmd(
     let mut out = BufWriter::new(stdout.lock());
     let mut all_rows: Vec<Row> = Vec::new();
     let mut failed = false;
+    let mut buf = Vec::new();
     let mut emit = |rows: Vec<Row>, out: &mut BufWriter<io::StdoutLock<'_>>| -> Result<()> {
         match format {
             Format::Jsonl => {
@@ -259,7 +289,7 @@ fn classify_cmd(
     };
     for p in paths {
         if p.as_os_str() == "-" {
-            let mut buf = Vec::new();
+            buf.clear();
             io::stdin()
                 .read_to_end(&mut buf)
                 .context("cannot read standard input")?;
@@ -273,8 +303,8 @@ fn classify_cmd(
             continue;
         }
         for f in files {
-            match std::fs::read(&f) {
-                Ok(buf) => emit(
+            match read_into(&f, &mut buf) {
+                Ok(()) => emit(
                     classify::analyze(&buf, &rules, lang, &f.display().to_string()),
                     &mut out,
                 )?,

@@ -110,7 +110,7 @@ pub fn replied_status(text: &str) -> Option<StatusCode> {
 
 /// Phrases (lower case) naming the SMTP command a server rejected, and the verb each
 /// means. The earliest phrase in the text wins: it is the server's own account.
-const COMMAND_PHRASES: &[(&str, &str)] = &[
+pub(crate) const COMMAND_PHRASES: &[(&str, &str)] = &[
     ("end of data", "DATA"),
     ("after data", "DATA"),
     ("data command", "DATA"),
@@ -143,8 +143,8 @@ const COMMAND_PHRASES: &[(&str, &str)] = &[
 
 /// Upper-case command words as transcripts print them (`>>> RCPT To:<...>`,
 /// `550 No such user DATA`), in SMTP order: when several appear, the latest stage
-/// is the one that failed.
-const COMMAND_WORDS: &[(&str, &str)] = &[
+/// is the one that failed. Matched with case.
+pub(crate) const COMMAND_WORDS: &[(&str, &str)] = &[
     ("HELO", "HELO"),
     ("EHLO", "EHLO"),
     ("MAIL F", "MAIL"),
@@ -162,21 +162,33 @@ pub fn smtp_command(text: &str) -> Option<&'static str> {
     if let Some(m) = PHRASES.find(text) {
         return Some(COMMAND_PHRASES[m.pattern().as_usize()].1);
     }
-    let b = text.as_bytes();
+    command_from_words(
+        text.as_bytes(),
+        WORDS
+            .find_overlapping_iter(text)
+            .map(|m| (m.start(), m.end(), m.pattern().as_usize())),
+    )
+}
+
+/// The command named by [`COMMAND_WORDS`] matches `(start, end, word)` in `text`
+/// (when no phrase names one): the latest stage among the words that stand alone.
+pub(crate) fn command_from_words(
+    text: &[u8],
+    words: impl Iterator<Item = (usize, usize, usize)>,
+) -> Option<&'static str> {
     let glued = |i: Option<usize>| {
-        i.and_then(|i| b.get(i))
+        i.and_then(|i| text.get(i))
             .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'@')
     };
-    WORDS
-        .find_overlapping_iter(text)
-        .filter(|m| {
-            let word = COMMAND_WORDS[m.pattern().as_usize()].0;
+    words
+        .filter(|&(start, end, w)| {
+            let word = COMMAND_WORDS[w].0;
             // Not part of a longer word (`DATABASE`, `EMAIL.EXAMPLE`).
-            !glued(m.start().checked_sub(1)) && (word.contains(' ') || !glued(Some(m.end())))
+            !glued(start.checked_sub(1)) && (word.contains(' ') || !glued(Some(end)))
         })
-        .map(|m| m.pattern().as_usize())
+        .map(|(_, _, w)| w)
         .max()
-        .map(|i| COMMAND_WORDS[i].1)
+        .map(|w| COMMAND_WORDS[w].1)
 }
 
 /// One pass over a text for a list of phrases, ASCII case ignored, the leftmost

@@ -1,28 +1,46 @@
 //! A bounce seen as MIME: which part is the human notice, which is the machine
 //! report, which is the returned original.
 //!
-//! mail-parser does the MIME work (boundaries, transfer encodings, charsets); this
-//! module walks its part tree once and sorts the parts by the role they play in a
-//! bounce, so the format parsers never touch MIME themselves. It also repairs text
+//! The walk follows mail-parser's reading of MIME exactly (boundaries found where it
+//! finds them, its transfer decoders and charset tables, its recovery from broken
+//! parts), but it is our own loop over the raw bytes rather than a full
+//! `MessageParser::parse`, for speed: header blocks are read in place
+//! ([`super::header`]), and only the parts a bounce analysis reads are decoded. The
+//! returned original is the big one: its headers are all we need, so its body
+//! (often the largest part of a bounce, with its own attachments) is skipped by
+//! boundary search, not parsed. One deliberate difference: a part that plays no
+//! role (an image, an attachment) is not decoded, so when its encoding is broken
+//! it is skipped rather than read as text; mail-parser would make its base64 a
+//! "notice". Parts are sorted by the role they play in a bounce,
+//! so the format parsers never touch MIME themselves. This module also repairs text
 //! that was sent without a charset label (raw ISO-2022-JP, Shift_JIS, EUC-JP are
-//! common in Japanese bounces), which mail-parser can only read as lossy UTF-8.
+//! common in Japanese bounces), which can only be read as lossy UTF-8 otherwise.
 
 use std::borrow::Cow;
 
-use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::parsers::MessageStream;
+use mail_parser::ContentType;
+
+use super::header::{self, HeaderBlock};
+use super::transfer;
 
 /// The returned original message, as found.
-#[derive(Debug, Clone, Copy)]
-pub enum Returned<'m, 'x> {
-    /// A `message/rfc822` or `message/global` part, parsed.
-    Message(&'m Message<'x>),
-    /// A `text/rfc822-headers` or `message/global-headers` part: header text only.
-    Headers(&'m [u8]),
+#[derive(Debug, Clone)]
+pub enum Returned<'m> {
+    /// A `message/rfc822` or `message/global` part: the original's header block
+    /// starts at the first byte (its body follows; it is not read).
+    Message(Cow<'m, [u8]>),
+    /// A `text/rfc822-headers` or `message/global-headers` part (or an original that
+    /// could not be read as a message): header text only.
+    Headers(Cow<'m, [u8]>),
 }
 
 /// The parts of a bounce by role.
 #[derive(Debug, Default)]
-pub struct BounceParts<'m, 'x> {
+pub struct BounceParts<'m> {
+    /// The bounce's own header block.
+    pub top: HeaderBlock<'m>,
     /// Human-readable text parts outside the returned original, decoded, in order.
     pub notices: Vec<Cow<'m, str>>,
     /// The body of a `message/delivery-status` or `message/global-delivery-status` part.
@@ -31,105 +49,516 @@ pub struct BounceParts<'m, 'x> {
     pub global: bool,
     /// The body of a `message/feedback-report` part (ARF).
     pub feedback_report: Option<Cow<'m, str>>,
-    pub returned: Option<Returned<'m, 'x>>,
+    pub returned: Option<Returned<'m>>,
     /// The top-level content type is `multipart/report`.
     pub is_report: bool,
 }
 
-fn content_type(part: &MessagePart<'_>) -> (String, String) {
-    match part.content_type() {
-        Some(ct) => (
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().unwrap_or("").to_ascii_lowercase(),
-        ),
-        None => ("text".into(), "plain".into()),
-    }
-}
-
-/// Sorts the parts of `msg` by role (see [`BounceParts`]).
-pub fn bounce_parts<'m, 'x>(msg: &'m Message<'x>) -> BounceParts<'m, 'x> {
-    let mut out = BounceParts::default();
-    if let Some(root) = msg.parts.first() {
-        let (t, s) = content_type(root);
-        out.is_report = t == "multipart" && s == "report";
-        walk(msg, 0, &mut out, 0);
-    }
-    out
-}
-
-fn walk<'m, 'x>(msg: &'m Message<'x>, id: usize, out: &mut BounceParts<'m, 'x>, depth: usize) {
-    let Some(part) = msg.parts.get(id) else {
-        return;
+/// A part's lower-case type and subtype (`text/plain` when it has no usable
+/// Content-Type, as RFC 2045 says).
+fn type_pair<'c>(ct: Option<&'c ContentType<'_>>) -> (Cow<'c, str>, Cow<'c, str>) {
+    let lower = |s: &'c str| {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
     };
-    if depth > 16 {
-        return;
+    match ct {
+        Some(ct) => (lower(ct.ctype()), lower(ct.subtype().unwrap_or(""))),
+        None => (Cow::Borrowed("text"), Cow::Borrowed("plain")),
     }
-    let (ctype, sub) = content_type(part);
-    match &part.body {
-        PartType::Multipart(children) => {
-            for &c in children {
-                walk(msg, c as usize, out, depth + 1);
+}
+
+fn is_report(ct: Option<&ContentType<'_>>) -> bool {
+    let (t, s) = type_pair(ct);
+    t == "multipart" && s == "report"
+}
+
+/// Sorts the parts of the message `raw` by role (see [`BounceParts`]). `None` if
+/// `raw` has no header block at all (nothing that parses as a message).
+pub fn bounce_parts(raw: &[u8]) -> Option<BounceParts<'_>> {
+    let top = header::read(raw, 0);
+    if top.is_empty() && !top.complete {
+        return None;
+    }
+    let mut walker = Walker {
+        data: raw,
+        out: BounceParts::default(),
+    };
+    let ct = top.content_type();
+    walker.out.is_report = is_report(ct.as_ref());
+    if top.complete {
+        walker.entity(&top, ct, None, false, 0, true);
+    } else {
+        let (t, s) = type_pair(ct.as_ref());
+        // Headers only: mail-parser gives such a message one empty text part.
+        walker.leaf(&t, &s, Body::text(Cow::Borrowed(""), false, b""));
+    }
+    walker.out.top = top;
+    Some(walker.out)
+}
+
+/// How far an entity's body reached.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    /// Just past the boundary line that closed it (or the end of the data).
+    pos: usize,
+    /// False if the data ended first: nothing after it can be parsed.
+    found: bool,
+}
+
+/// A decoded leaf part.
+struct Body<'m> {
+    text: Option<Cow<'m, str>>,
+    bytes: Cow<'m, [u8]>,
+    /// The transfer encoding was applied (not identity).
+    encoded: bool,
+    /// The part's raw body, for re-decoding unlabelled text.
+    raw: &'m [u8],
+    html: bool,
+    /// The transfer encoding was broken (or the closing boundary missing): the body
+    /// is the raw bytes, read as text.
+    broken: bool,
+}
+
+impl<'m> Body<'m> {
+    fn text(text: Cow<'m, str>, encoded: bool, raw: &'m [u8]) -> Self {
+        Body {
+            text: Some(text),
+            bytes: Cow::Borrowed(b""),
+            encoded,
+            raw,
+            html: false,
+            broken: false,
+        }
+    }
+}
+
+/// The transfer encodings mail-parser decodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    Identity,
+    Base64,
+    QuotedPrintable,
+}
+
+fn transfer(h: &HeaderBlock<'_>) -> Transfer {
+    let v = h
+        .raw_str("Content-Transfer-Encoding")
+        .map(str::trim)
+        .unwrap_or("");
+    if v.eq_ignore_ascii_case("base64") {
+        Transfer::Base64
+    } else if v.eq_ignore_ascii_case("quoted-printable") {
+        Transfer::QuotedPrintable
+    } else {
+        Transfer::Identity
+    }
+}
+
+struct Walker<'m> {
+    data: &'m [u8],
+    out: BounceParts<'m>,
+}
+
+impl<'m> Walker<'m> {
+    /// Reads the entity whose header block is `h` (its body starts at `h.end`) up to
+    /// and including the `parent` boundary that closes it. `collect` false skips it:
+    /// its structure is followed (so the right boundary closes it) but nothing is
+    /// decoded or kept.
+    /// `ct` is the block's parsed Content-Type.
+    fn entity(
+        &mut self,
+        h: &HeaderBlock<'m>,
+        ct: Option<ContentType<'m>>,
+        parent: Option<&[u8]>,
+        in_digest: bool,
+        depth: usize,
+        collect: bool,
+    ) -> End {
+        let collect = collect && depth <= 16;
+        let (ctype, sub) = match &ct {
+            None if in_digest => (Cow::Borrowed("message"), Cow::Borrowed("rfc822")),
+            _ => type_pair(ct.as_ref()),
+        };
+        let mut as_text = ctype == "text";
+        if ctype == "multipart" {
+            if let Some(boundary) = ct.as_ref().and_then(|c| c.attribute("boundary")) {
+                if let Some(first) = find_boundary(self.data, h.end, boundary.as_bytes()) {
+                    return self.multipart(
+                        first,
+                        boundary.as_bytes(),
+                        parent,
+                        &sub,
+                        depth,
+                        collect,
+                    );
+                }
+                // A boundary that never occurs: the body is read as text.
+                as_text = true;
             }
         }
-        PartType::Message(inner) => {
-            // A bounce forwarded inside another notice: the inner report is the one
-            // that names the failure.
-            let inner_is_report = inner.parts.first().is_some_and(|p| {
-                let (t, s) = content_type(p);
-                t == "multipart" && s == "report"
+        if ctype == "message" && (sub == "rfc822" || sub == "global") {
+            return self.message(h, parent, depth, collect);
+        }
+        if !collect {
+            return self.skip(h.end, parent);
+        }
+        if !self.wanted(&ctype, &sub, as_text) {
+            let end = self.skip(h.end, parent);
+            if end.found || parent.is_none() {
+                return end;
+            }
+            // Its closing boundary never comes: mail-parser then reads the rest of
+            // the data as this part's text (a report after it included), and so do we.
+        }
+        let charset = ct.as_ref().and_then(|c| c.attribute("charset"));
+        let (mut body, end) = self.decode(h.end, transfer(h), parent, as_text, charset);
+        // A broken HTML part is read as plain text, as mail-parser reads it.
+        body.html = ctype == "text" && sub == "html" && !body.broken;
+        self.leaf(&ctype, &sub, body);
+        end
+    }
+
+    /// The parts of a multipart whose first boundary ends at `first`.
+    fn multipart(
+        &mut self,
+        first: usize,
+        boundary: &[u8],
+        parent: Option<&[u8]>,
+        sub: &str,
+        depth: usize,
+        collect: bool,
+    ) -> End {
+        let digest = sub == "digest";
+        let mut pos = skip_crlf(self.data, first);
+        loop {
+            let child = header::read(self.data, pos);
+            if !child.complete {
+                return self.stop();
+            }
+            let ct = child.content_type();
+            let end = self.entity(&child, ct, Some(boundary), digest, depth + 1, collect);
+            if !end.found {
+                return self.stop();
+            }
+            let (next, closed) = multipart_end(self.data, end.pos);
+            if closed {
+                // The closing boundary: what follows belongs to the parent.
+                return match parent.and_then(|p| find_boundary(self.data, next, p)) {
+                    Some(pos) => End { pos, found: true },
+                    None => self.stop(),
+                };
+            }
+            pos = next;
+        }
+    }
+
+    /// A `message/rfc822` (or `global`) part: the returned original, or a whole
+    /// bounce forwarded inside another notice.
+    fn message(
+        &mut self,
+        h: &HeaderBlock<'m>,
+        parent: Option<&[u8]>,
+        depth: usize,
+        collect: bool,
+    ) -> End {
+        let encoding = transfer(h);
+        if encoding == Transfer::Identity {
+            let inner = header::read(self.data, h.end);
+            let rest = &self.data[h.end..];
+            if !inner.complete {
+                // Cut off inside its header block: what there is, as header text.
+                if collect && self.out.returned.is_none() {
+                    self.out.returned = Some(Returned::Headers(Cow::Borrowed(rest)));
+                }
+                return self.stop();
+            }
+            let ct = inner.content_type();
+            if collect && is_report(ct.as_ref()) && self.out.delivery_status.is_none() {
+                // The inner report is the one that names the failure.
+                self.out.is_report = true;
+                return self.entity(&inner, ct, parent, false, depth + 1, true);
+            }
+            if collect && self.out.returned.is_none() {
+                self.out.returned = Some(Returned::Message(Cow::Borrowed(rest)));
+            }
+            return self.entity(&inner, ct, parent, false, depth + 1, false);
+        }
+        if !collect {
+            return self.skip(h.end, parent);
+        }
+        let (body, end) = self.decode(h.end, encoding, parent, false, None);
+        if let Some(text) = body.text {
+            // Undecodable: kept as text, the original's header text.
+            if self.out.returned.is_none() {
+                self.out.returned = Some(Returned::Headers(str_bytes(text)));
+            }
+            return end;
+        }
+        let decoded = body.bytes;
+        let inner = header::read(&decoded, 0);
+        if inner.is_empty() && !inner.complete {
+            if self.out.returned.is_none() {
+                self.out.returned = Some(Returned::Headers(decoded));
+            }
+            return end;
+        }
+        if is_report(inner.content_type().as_ref()) && self.out.delivery_status.is_none() {
+            if let Some(nested) = bounce_parts(&decoded) {
+                self.adopt(nested);
+            }
+        } else if self.out.returned.is_none() {
+            self.out.returned = Some(Returned::Message(Cow::Owned(decoded.into_owned())));
+        }
+        end
+    }
+
+    /// Takes over the parts of a report forwarded in an encoded `message/rfc822`.
+    fn adopt(&mut self, nested: BounceParts<'_>) {
+        self.out.is_report = true;
+        self.out.notices.extend(
+            nested
+                .notices
+                .into_iter()
+                .map(|n| Cow::Owned(n.into_owned())),
+        );
+        if let Some(ds) = nested.delivery_status {
+            set_once(&mut self.out.delivery_status, Cow::Owned(ds.into_owned()));
+            self.out.global |= nested.global;
+        }
+        if let Some(fb) = nested.feedback_report {
+            set_once(&mut self.out.feedback_report, Cow::Owned(fb.into_owned()));
+        }
+        if self.out.returned.is_none() {
+            self.out.returned = nested.returned.map(|r| match r {
+                Returned::Message(b) => Returned::Message(Cow::Owned(b.into_owned())),
+                Returned::Headers(b) => Returned::Headers(Cow::Owned(b.into_owned())),
             });
-            if inner_is_report && out.delivery_status.is_none() {
-                out.is_report = true;
-                walk(inner, 0, out, depth + 1);
-            } else if out.returned.is_none() {
-                out.returned = Some(Returned::Message(inner));
-            }
         }
-        PartType::Text(text) | PartType::Html(text) => {
-            let is_html = matches!(part.body, PartType::Html(_));
-            if sub.contains("delivery-status") {
-                set_once(&mut out.delivery_status, Cow::Borrowed(text.as_ref()));
-                out.global |= sub.starts_with("global");
-            } else if sub == "feedback-report" {
-                set_once(&mut out.feedback_report, Cow::Borrowed(text.as_ref()));
-            } else if sub == "rfc822-headers" || (ctype == "message" && sub.contains("headers")) {
-                if out.returned.is_none() {
-                    out.returned = Some(Returned::Headers(text.as_bytes()));
-                }
-            } else if ctype == "message" && (sub == "rfc822" || sub == "global") {
-                // A returned message mail-parser could not parse as a message.
-                if out.returned.is_none() {
-                    out.returned = Some(Returned::Headers(text.as_bytes()));
-                }
-            } else {
-                let text = repair_text(msg, part, text);
-                if is_html {
-                    out.notices.push(Cow::Owned(html_to_text(&text)));
-                } else {
-                    out.notices.push(text);
+    }
+
+    /// Whether a leaf part of this type plays a role (see [`Self::leaf`]).
+    fn wanted(&self, ctype: &str, sub: &str, as_text: bool) -> bool {
+        as_text
+            || sub.contains("delivery-status")
+            || sub == "feedback-report"
+            || sub == "rfc822-headers"
+            || ctype == "multipart"
+            || (ctype == "message" && self.out.returned.is_none())
+    }
+
+    /// Decodes the leaf body at `start` the way mail-parser does: the transfer
+    /// encoding, then (for text) the charset; a body whose encoding is broken, or
+    /// whose boundary never comes, is kept raw, as text.
+    fn decode(
+        &mut self,
+        start: usize,
+        encoding: Transfer,
+        parent: Option<&[u8]>,
+        as_text: bool,
+        charset: Option<&str>,
+    ) -> (Body<'m>, End) {
+        let tail = &self.data[start..];
+        let boundary = parent.unwrap_or(b"");
+        let part = match encoding {
+            Transfer::Base64 => {
+                let mut stream = MessageStream::new(tail);
+                let (end, bytes) = stream.decode_base64_mime(boundary);
+                transfer::Part {
+                    end: (end != usize::MAX).then_some(end),
+                    bytes,
+                    next: stream.offset(),
                 }
             }
+            Transfer::QuotedPrintable => transfer::quoted_printable(tail, boundary),
+            Transfer::Identity => transfer::identity(tail, boundary),
+        };
+        let mut found = true;
+        let mut encoded = encoding != Transfer::Identity;
+        let mut as_text = as_text;
+        let broken = part.end.is_none();
+        let (end_rel, bytes, next) = match part.end {
+            Some(end) => (end, part.bytes, part.next),
+            None => {
+                // Broken: the raw bytes up to the boundary (or the end), as text.
+                let raw = transfer::identity(tail, boundary);
+                let (end, next) = match raw.end {
+                    Some(end) => (end, raw.next),
+                    None => {
+                        found = false;
+                        (tail.len(), tail.len())
+                    }
+                };
+                encoded = false;
+                as_text = true;
+                (end, Cow::Borrowed(&tail[..end]), next)
+            }
+        };
+        let end = End {
+            pos: start + next,
+            found,
+        };
+        let raw = &tail[..end_rel.min(tail.len())];
+        if !as_text {
+            let body = Body {
+                text: None,
+                bytes,
+                encoded,
+                raw,
+                html: false,
+                broken,
+            };
+            return (body, end);
         }
-        PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
+        let decoder = charset
+            .filter(|c| !ascii_compatible(c, &bytes))
+            .and_then(|c| charset_decoder(c.as_bytes()));
+        let text: Cow<'m, str> = match (bytes, decoder) {
+            (Cow::Owned(vec), Some(dec)) => Cow::Owned(dec(&vec)),
+            (Cow::Owned(vec), None) => Cow::Owned(
+                String::from_utf8(vec)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
+            (Cow::Borrowed(b), Some(dec)) => Cow::Owned(dec(b)),
+            (Cow::Borrowed(b), None) => String::from_utf8_lossy(b),
+        };
+        let mut body = Body::text(text, encoded, raw);
+        body.broken = broken;
+        (body, end)
+    }
+
+    /// Files one decoded leaf part by its role.
+    fn leaf(&mut self, ctype: &str, sub: &str, body: Body<'m>) {
+        let Some(text) = body.text else {
+            let bytes = body.bytes;
             if sub.contains("delivery-status") {
-                set_once(&mut out.delivery_status, String::from_utf8_lossy(bytes));
-                out.global |= sub.starts_with("global");
+                set_once(&mut self.out.delivery_status, lossy(bytes));
+                self.out.global |= sub.starts_with("global");
             } else if sub == "feedback-report" {
-                set_once(&mut out.feedback_report, String::from_utf8_lossy(bytes));
-            } else if (ctype == "message" && sub.contains("headers")) || sub == "rfc822-headers" {
-                if out.returned.is_none() {
-                    out.returned = Some(Returned::Headers(bytes));
+                set_once(&mut self.out.feedback_report, lossy(bytes));
+            } else if ctype == "message" || sub == "rfc822-headers" {
+                if self.out.returned.is_none() {
+                    self.out.returned = Some(Returned::Headers(bytes));
                 }
-            } else if ctype == "message" && out.returned.is_none() {
-                out.returned = Some(Returned::Headers(bytes));
             } else if ctype == "multipart" || ctype == "text" {
                 // A multipart whose boundary could not be read (some servers put the
                 // `boundary=` parameter on an unindented line) arrives as opaque
                 // bytes; its raw body still holds the notice, boundary lines and all.
-                out.notices.push(decode_unlabelled(bytes));
+                self.out.notices.push(match bytes {
+                    Cow::Borrowed(b) => decode_unlabelled(b),
+                    Cow::Owned(b) => Cow::Owned(decode_unlabelled(&b).into_owned()),
+                });
             }
+            return;
+        };
+        if sub.contains("delivery-status") {
+            set_once(&mut self.out.delivery_status, text);
+            self.out.global |= sub.starts_with("global");
+        } else if sub == "feedback-report" {
+            set_once(&mut self.out.feedback_report, text);
+        } else if sub == "rfc822-headers"
+            || (ctype == "message"
+                && (sub.contains("headers") || sub == "rfc822" || sub == "global"))
+        {
+            // (A returned message that could not be read as a message lands here too.)
+            if self.out.returned.is_none() {
+                self.out.returned = Some(Returned::Headers(str_bytes(text)));
+            }
+        } else {
+            let text = repair_text(body.encoded, body.raw, text);
+            self.out.notices.push(if body.html {
+                Cow::Owned(html_to_text(&text))
+            } else {
+                text
+            });
         }
     }
+
+    /// Skips a body that plays no role, up to the `parent` boundary.
+    fn skip(&self, start: usize, parent: Option<&[u8]>) -> End {
+        match parent {
+            Some(b) => match find_boundary(self.data, start, b) {
+                Some(pos) => End { pos, found: true },
+                None => self.stop(),
+            },
+            None => self.stop(),
+        }
+    }
+
+    /// The end of the data: nothing more to read.
+    fn stop(&self) -> End {
+        End {
+            pos: self.data.len(),
+            found: false,
+        }
+    }
+}
+
+fn str_bytes(text: Cow<'_, str>) -> Cow<'_, [u8]> {
+    match text {
+        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+    }
+}
+
+fn lossy(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
+    match bytes {
+        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+        Cow::Owned(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
+    }
+}
+
+/// Just past the first `--boundary` at or after `from`, if any.
+fn find_boundary(data: &[u8], from: usize, boundary: &[u8]) -> Option<usize> {
+    transfer::find_dashes(data.get(from..)?, boundary).map(|d| from + d + 2 + boundary.len())
+}
+
+/// True if `bytes` read the same in `charset` as in ASCII, so decoding can be
+/// skipped: they are ASCII (without the escape byte that switches ISO-2022-JP out
+/// of it) and the charset is one that extends ASCII.
+fn ascii_compatible(charset: &str, bytes: &[u8]) -> bool {
+    const EXTENDS_ASCII: &[&str] = &[
+        "us-ascii",
+        "ascii",
+        "utf-8",
+        "utf8",
+        "iso-8859-1",
+        "iso-8859-15",
+        "windows-1252",
+        "cp1252",
+        "iso-2022-jp",
+    ];
+    EXTENDS_ASCII
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(charset.trim()))
+        && bytes.is_ascii()
+        && !bytes.contains(&0x1b)
+}
+
+/// After a boundary: `--` closes the multipart; otherwise the line break that ends
+/// the boundary line is passed over (mail-parser's `is_multipart_end`).
+fn multipart_end(data: &[u8], pos: usize) -> (usize, bool) {
+    match (data.get(pos), data.get(pos + 1)) {
+        (Some(b'\r'), Some(b'\n')) => (pos + 2, false),
+        (Some(b'-'), Some(b'-')) => (pos + 2, true),
+        (Some(b'\n'), _) => (pos + 1, false),
+        (Some(c), _) if c.is_ascii_whitespace() => (skip_crlf(data, pos + 1), false),
+        _ => (pos, false),
+    }
+}
+
+/// Passes over blanks and at most one line break.
+fn skip_crlf(data: &[u8], mut pos: usize) -> usize {
+    while let Some(&c) = data.get(pos) {
+        match c {
+            b'\r' | b' ' | b'\t' => pos += 1,
+            b'\n' => return pos + 1,
+            _ => break,
+        }
+    }
+    pos
 }
 
 fn set_once<'m>(slot: &mut Option<Cow<'m, str>>, value: Cow<'m, str>) {
@@ -138,22 +567,19 @@ fn set_once<'m>(slot: &mut Option<Cow<'m, str>>, value: Cow<'m, str>) {
     }
 }
 
-/// Re-decodes a text part that had no usable charset label from its raw bytes.
-fn repair_text<'m>(msg: &'m Message<'_>, part: &'m MessagePart<'_>, text: &'m str) -> Cow<'m, str> {
-    if part.encoding != mail_parser::Encoding::None {
-        return Cow::Borrowed(text);
+/// Re-decodes a text part that had no usable charset label from its raw bytes
+/// (`encoded`: a transfer encoding was applied, so the raw bytes are not the text).
+fn repair_text<'m>(encoded: bool, raw: &'m [u8], text: Cow<'m, str>) -> Cow<'m, str> {
+    if encoded {
+        return text;
     }
-    let raw = msg
-        .raw_message
-        .get(part.offset_body as usize..part.offset_end as usize)
-        .unwrap_or_default();
     // Lossy decoding leaves U+FFFD or the escape bytes behind; a decoder that
     // dropped the ISO-2022-JP escapes leaves plain ASCII ("$B%G%#...") instead.
     let suspicious = text.contains('\u{fffd}')
         || text.contains('\u{1b}')
         || (text.is_ascii() && has_jis_escape(raw));
     if !suspicious || raw.is_empty() {
-        return Cow::Borrowed(text);
+        return text;
     }
     Cow::Owned(decode_unlabelled(raw).into_owned())
 }

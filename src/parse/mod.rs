@@ -1,8 +1,8 @@
 //! Bounce parsing: raw message bytes in, [`ParsedMessage`] out. Pure: no I/O, no
 //! mutable globals, and it never panics on any input (fuzzed and property-tested).
 //!
-//! The message is parsed once with mail-parser; [`mime`] sorts its parts by role,
-//! then the first format that recognises the message wins, most structured first:
+//! [`mime`] reads the message's MIME structure and sorts its parts by role, then
+//! the first format that recognises the message wins, most structured first:
 //! ARF feedback, RFC 3464/6533 delivery-status, a report pasted into text, an RFC
 //! 3834 auto-reply, and finally the free-form notice scan. Each step only reads
 //! facts; judging them is [`crate::classify`]'s job.
@@ -13,35 +13,28 @@ pub mod diag;
 mod dsn;
 pub mod fields;
 mod freeform;
+mod header;
 mod mbox;
 pub mod mime;
 mod original;
 mod ses;
+mod transfer;
 
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
-use mail_parser::{HeaderName, Message, MessageParser};
 
 use crate::model::{MessageKind, ParsedMessage, RecipientFacts, StatusCode};
+use header::HeaderBlock;
 pub use mbox::split_mbox;
-
-/// The MIME parser configuration: only the headers we read are parsed (the rest
-/// stay raw), which keeps parsing cheap. Immutable and shared.
-pub(crate) static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
-    MessageParser::new()
-        .with_mime_headers()
-        .header_text(HeaderName::Subject)
-        .header_id(HeaderName::MessageId)
-});
 
 /// Longest `notice` kept on a parsed message.
 const NOTICE_MAX: usize = 4096;
 
 /// Parses one message (not an mbox; see [`split_mbox`]).
 pub fn parse_message(raw: &[u8]) -> ParsedMessage {
-    match PARSER.parse(raw) {
-        Some(msg) => parse_parsed(&msg),
+    match mime::bounce_parts(raw) {
+        Some(parts) => parse_parts(&parts),
         None => ParsedMessage {
             format: "unparsed",
             ..Default::default()
@@ -61,20 +54,19 @@ struct TopHeaders<'a> {
 }
 
 impl<'a> TopHeaders<'a> {
-    fn read(msg: &'a Message<'_>) -> Self {
-        let raw = |n: &'static str| msg.header_raw(n).map(str::trim);
+    fn read(h: &'a HeaderBlock<'_>) -> Self {
+        let raw = |n: &'static str| h.raw_str(n).map(str::trim);
         let autoreply_header = ["X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"]
             .iter()
             .any(|h| raw(h).is_some())
             || raw("Precedence").is_some_and(|p| p.eq_ignore_ascii_case("auto_reply"));
         TopHeaders {
             from: raw("From").unwrap_or("").to_string(),
-            subject: msg
-                .header(HeaderName::Subject)
-                .and_then(|v| v.as_text())
-                .or_else(|| raw("Subject"))
-                .unwrap_or("")
-                .to_string(),
+            subject: h
+                .text("Subject")
+                .map(|s| s.into_owned())
+                .or_else(|| raw("Subject").map(str::to_string))
+                .unwrap_or_default(),
             auto_submitted: raw("Auto-Submitted"),
             failed_recipients: raw("X-Failed-Recipients"),
             autoreply_header,
@@ -120,9 +112,8 @@ impl<'a> TopHeaders<'a> {
     }
 }
 
-fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
-    let parts = mime::bounce_parts(msg);
-    let top = TopHeaders::read(msg);
+fn parse_parts(parts: &mime::BounceParts<'_>) -> ParsedMessage {
+    let top = TopHeaders::read(&parts.top);
     let notice: String = match parts.notices.len() {
         0 => String::new(),
         1 => parts.notices[0].to_string(),
@@ -130,7 +121,7 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
     };
     let mut out = ParsedMessage::default();
     let mut addressed_to = Vec::new();
-    if let Some(r) = parts.returned {
+    if let Some(r) = &parts.returned {
         (out.original, addressed_to) = original::from_returned(r);
     }
 
@@ -143,7 +134,7 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
             "arf",
         );
     }
-    if top.apple_unsubscribe || is_jmrp(&parts, &top) {
+    if top.apple_unsubscribe || is_jmrp(parts, &top) {
         let mut fb = arf::Feedback {
             feedback_type: Some(
                 if top.apple_unsubscribe {
@@ -198,8 +189,9 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
         }
         _ => {}
     }
-    let family = freeform::family_for(&notice, &top.from, &top.subject);
-    let scan = freeform::scan(&notice, family);
+    let marks = freeform::NoticeMarks::find(&notice);
+    let family = freeform::family_in(&marks, &top.from, &top.subject);
+    let scan = freeform::scan(&notice, &marks, family);
     if out.original.is_empty() {
         if let Some(at) = scan.original_at {
             let rest = notice.get(at..).unwrap_or("");
@@ -311,8 +303,9 @@ fn parse_parsed(msg: &Message<'_>) -> ParsedMessage {
 
 /// Microsoft JMRP complaint: a multipart/mixed "complaint about message" whose
 /// returned original carries `X-HmXmrOriginalRecipient`.
-fn is_jmrp(parts: &mime::BounceParts<'_, '_>, top: &TopHeaders<'_>) -> bool {
-    matches!(parts.returned, Some(mime::Returned::Message(m)) if m.header_raw("X-HmXmrOriginalRecipient").is_some())
+fn is_jmrp(parts: &mime::BounceParts<'_>, top: &TopHeaders<'_>) -> bool {
+    matches!(&parts.returned, Some(mime::Returned::Message(m))
+        if header::read(m, 0).raw_str("X-HmXmrOriginalRecipient").is_some())
         && top.subject.to_lowercase().contains("complaint")
 }
 

@@ -7,19 +7,17 @@
 //! after a marker line ("Original message headers:", "--- Below this line is a copy
 //! of the message."); all three end up here.
 
-use mail_parser::{HeaderName, Message};
-
 use super::diag;
+use super::header::{self, HeaderBlock};
 use super::mime::Returned;
-use super::PARSER;
 use crate::model::OriginalMessage;
 
 /// Who the original was addressed to: its `To` addresses or, when it has none, the
 /// `for <address>` of its newest `Received` header. The last resort for naming the
 /// recipient of a failure notice that names nobody.
-pub fn addressed_to(msg: &Message<'_>) -> Vec<String> {
-    let to: Vec<String> = msg
-        .header_raw("To")
+pub fn addressed_to(h: &HeaderBlock<'_>) -> Vec<String> {
+    let to: Vec<String> = h
+        .raw_str("To")
         .map(|v| {
             diag::addresses(v)
                 .into_iter()
@@ -30,13 +28,8 @@ pub fn addressed_to(msg: &Message<'_>) -> Vec<String> {
     if !to.is_empty() {
         return to;
     }
-    msg.headers()
-        .iter()
-        .filter(|h| h.name().eq_ignore_ascii_case("Received"))
-        .filter_map(|h| {
-            let raw = msg
-                .raw_message
-                .get(h.offset_start() as usize..h.offset_end() as usize)?;
+    h.all("Received")
+        .filter_map(|raw| {
             let text = std::str::from_utf8(raw).ok()?;
             let lower = text.to_ascii_lowercase();
             let at = lower
@@ -51,25 +44,24 @@ pub fn addressed_to(msg: &Message<'_>) -> Vec<String> {
         .collect()
 }
 
-/// Reads the original's headers from a parsed message.
-pub fn from_message(msg: &Message<'_>) -> OriginalMessage {
+/// Reads the original's headers from its header block.
+pub fn from_headers(h: &HeaderBlock<'_>) -> OriginalMessage {
     let raw = |name: &str| {
-        msg.header_raw(name)
-            .map(super::diag::squash_whitespace)
+        h.raw_str(name)
+            .map(diag::squash_whitespace)
             .filter(|v| !v.is_empty())
     };
     OriginalMessage {
-        message_id: msg
-            .message_id()
+        message_id: h
+            .id("Message-ID")
             .map(|id| format!("<{}>", id.trim_matches(|c| c == '<' || c == '>')))
             .or_else(|| raw("Message-ID")),
         from: raw("From"),
         sender: raw("Sender"),
         to: raw("To"),
-        subject: msg
-            .header(HeaderName::Subject)
-            .and_then(|v| v.as_text())
-            .map(super::diag::squash_whitespace)
+        subject: h
+            .text("Subject")
+            .map(|s| diag::squash_whitespace(&s))
             .or_else(|| raw("Subject")),
         date: raw("Date"),
     }
@@ -78,22 +70,22 @@ pub fn from_message(msg: &Message<'_>) -> OriginalMessage {
 /// Reads the original's headers from header text (the body may follow; it is
 /// ignored), with [`addressed_to`].
 pub fn from_header_text(text: &[u8]) -> (OriginalMessage, Vec<String>) {
-    // Header text inside a notice is often indented; a header block must start at
-    // column 0 for the MIME parser.
+    // Header text inside a notice is often indented.
     let start = text
         .iter()
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(text.len());
-    match PARSER.parse_headers(text.get(start..).unwrap_or_default()) {
-        Some(m) => (from_message(&m), addressed_to(&m)),
-        None => Default::default(),
-    }
+    let h = header::read(text, start);
+    (from_headers(&h), addressed_to(&h))
 }
 
 /// The original from whichever form the bounce returned it in, with [`addressed_to`].
-pub fn from_returned(returned: Returned<'_, '_>) -> (OriginalMessage, Vec<String>) {
+pub fn from_returned(returned: &Returned<'_>) -> (OriginalMessage, Vec<String>) {
     match returned {
-        Returned::Message(m) => (from_message(m), addressed_to(m)),
+        Returned::Message(m) => {
+            let h = header::read(m, 0);
+            (from_headers(&h), addressed_to(&h))
+        }
         Returned::Headers(h) => from_header_text(h),
     }
 }

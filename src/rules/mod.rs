@@ -156,6 +156,9 @@ pub struct Candidate<'r> {
 pub struct RuleSource {
     pub name: String,
     pub text: String,
+    /// Its regexes are known to compile (the built-in packs, checked by the test
+    /// suite), so loading does not compile them up front (see [`Regexes`]).
+    pub trusted: bool,
 }
 
 impl RuleSource {
@@ -176,6 +179,7 @@ impl RuleSource {
                 Ok(RuleSource {
                     name: p.display().to_string(),
                     text,
+                    trusted: false,
                 })
             })
             .collect()
@@ -188,6 +192,7 @@ impl RuleSource {
             .map(|(name, text)| RuleSource {
                 name: (*name).to_string(),
                 text: (*text).to_string(),
+                trusted: true,
             })
             .collect()
     }
@@ -227,10 +232,11 @@ impl Lines {
     }
 }
 
-/// The regex patterns of the files being loaded, with where each was written. They
-/// are compiled together into the rule set; only if that fails is each compiled on
-/// its own, to name the culprit's file and line (compiling hundreds of patterns one
-/// by one on every load would cost more than all the bounces of a busy day).
+/// The regex patterns of the untrusted files being loaded, with where each was
+/// written: each is compiled once at load, so a bad pattern is reported with its file
+/// and line before anything runs. (The rule set itself compiles a regex only when a
+/// text first needs it: compiling costs far more than matching, and the built-in
+/// packs' regexes, proven by the tests, would otherwise cost every start.)
 #[derive(Default)]
 struct Regexes {
     seen: HashSet<String>,
@@ -440,10 +446,16 @@ impl RuleSet {
         let mut rules: Vec<Rule> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut regexes = Regexes::default();
+        let mut trusted = Regexes::default();
         for layer in layers {
             let mut seen_in_layer: HashMap<String, Origin> = HashMap::new();
             for src in layer {
-                for rule in parse_source(src, &mut regexes)? {
+                let noted = if src.trusted {
+                    &mut trusted
+                } else {
+                    &mut regexes
+                };
+                for rule in parse_source(src, noted)? {
                     if let Some(first) = seen_in_layer.get(&rule.id) {
                         return Err(rules_error(
                             &rule.origin.file,
@@ -462,7 +474,10 @@ impl RuleSet {
                 }
             }
         }
-        Self::compile(rules).map_err(|e| regexes.first_error().unwrap_or(e))
+        if let Some(e) = regexes.first_error() {
+            return Err(e);
+        }
+        Self::compile(rules)
     }
 
     /// The built-in packs only.
@@ -567,20 +582,23 @@ impl RuleSet {
         self.candidates(input).into_iter().next().map(|c| c.rule)
     }
 
-    /// Every matching rule, best first (for `explain`).
+    /// Every matching rule, best first.
     pub fn candidates(&self, input: &MatchInput<'_>) -> Vec<Candidate<'_>> {
-        let n = self.rules.len();
-        let mut text_hit = vec![false; n];
-        // Where each rule's earliest phrase matched, for tie-breaks.
-        let mut text_at = vec![usize::MAX; n];
+        // Text hits as (rule, earliest phrase offset), one per rule, by rule index:
+        // the offset breaks ties between equally ranked text rules.
+        let mut text_hits = Vec::new();
         if !input.text.is_empty() {
-            self.text
-                .mark_matches_at(input.text, &mut text_hit, Some(&mut text_at));
+            self.text.matches(input.text, &mut text_hits);
         }
-        let mut host_hit: Option<Vec<bool>> = None;
-        let mut recipient_hit: Option<Vec<bool>> = None;
+        let text_hits = first_per_owner(text_hits);
+        let text_at = |i: usize| match text_hits.binary_search_by_key(&i, |h| h.0) {
+            Ok(k) => text_hits[k].1,
+            Err(_) => usize::MAX,
+        };
+        let mut host_hit: Option<Vec<(usize, usize)>> = None;
+        let mut recipient_hit: Option<Vec<(usize, usize)>> = None;
 
-        let mut consider: Vec<usize> = (0..n).filter(|&i| text_hit[i]).collect();
+        let mut consider: Vec<usize> = text_hits.iter().map(|h| h.0).collect();
         if let Some(code) = input.status {
             for key in [
                 code,
@@ -629,25 +647,25 @@ impl RuleSet {
             }
             if !rule.host.is_empty() {
                 let hits = host_hit.get_or_insert_with(|| {
-                    let mut h = vec![false; n];
+                    let mut h = Vec::new();
                     for host in input.hosts {
-                        self.host.mark_matches(host, &mut h);
+                        self.host.matches(host, &mut h);
                     }
-                    h
+                    first_per_owner(h)
                 });
-                if !hits[i] {
+                if hits.binary_search_by_key(&i, |h| h.0).is_err() {
                     continue;
                 }
             }
             if !rule.recipient.is_empty() {
                 let hits = recipient_hit.get_or_insert_with(|| {
-                    let mut h = vec![false; n];
+                    let mut h = Vec::new();
                     if let Some(r) = input.recipient {
-                        self.recipient.mark_matches(r, &mut h);
+                        self.recipient.matches(r, &mut h);
                     }
-                    h
+                    first_per_owner(h)
                 });
-                if !hits[i] {
+                if hits.binary_search_by_key(&i, |h| h.0).is_err() {
                     continue;
                 }
             }
@@ -668,29 +686,40 @@ impl RuleSet {
         // matching pass), once per rule rather than once per comparison.
         // Only candidates that tie with another need it (rare), so the regexes are
         // compiled and run only then.
-        for (k, (c, i)) in out.iter().enumerate() {
+        let mut located: Vec<(Candidate<'_>, usize, usize)> = Vec::with_capacity(out.len());
+        for (k, &(c, i)) in out.iter().enumerate() {
+            let mut at = text_at(i);
             let tied = c.rank.content
                 && out
                     .iter()
                     .enumerate()
                     .any(|(l, (d, _))| l != k && d.rank == c.rank);
             if tied && !c.rule.text.is_empty() {
-                if let Some(at) = self.text.first_regex_offset(*i, input.text) {
-                    text_at[*i] = text_at[*i].min(at);
+                if let Some(r) = self.text.first_regex_offset(i, input.text) {
+                    at = at.min(r);
                 }
             }
+            located.push((c, i, at));
         }
-        out.sort_by(|(a, ia), (b, ib)| {
+        located.sort_by(|(a, ia, at_a), (b, ib, at_b)| {
             b.rank.cmp(&a.rank).then_with(|| {
                 if a.rank.content {
-                    text_at[*ia].cmp(&text_at[*ib]).then(ia.cmp(ib))
+                    at_a.cmp(at_b).then(ia.cmp(ib))
                 } else {
                     ia.cmp(ib)
                 }
             })
         });
-        out.into_iter().map(|(c, _)| c).collect()
+        located.into_iter().map(|(c, _, _)| c).collect()
     }
+}
+
+/// `(owner, offset)` hits reduced to one per owner (its earliest offset), sorted by
+/// owner for binary search.
+fn first_per_owner(mut hits: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    hits.sort_unstable();
+    hits.dedup_by_key(|h| h.0);
+    hits
 }
 
 #[cfg(test)]
@@ -701,6 +730,7 @@ mod tests {
         RuleSet::load(&[vec![RuleSource {
             name: "t.toml".into(),
             text: text.into(),
+            trusted: false,
         }]])
     }
 
@@ -810,10 +840,12 @@ ja = { title = "t", advice = "a" }
         let base = vec![RuleSource {
             name: "base.toml".into(),
             text: rule("x", "status = \"5.1.1\"\nreason = \"userunknown\""),
+            trusted: false,
         }];
         let local = vec![RuleSource {
             name: "local.toml".into(),
             text: rule("x", "status = \"5.1.1\"\nreason = \"suspend\""),
+            trusted: false,
         }];
         let set = RuleSet::load(&[base.clone(), local]).unwrap();
         assert_eq!(set.len(), 1);
@@ -909,5 +941,13 @@ ja = { title = "t", advice = "a" }
     #[test]
     fn builtin_packs_load() {
         RuleSet::builtin().unwrap();
+        // Built-in regexes are trusted to compile (see `Regexes`): prove it.
+        for rule in RuleSet::builtin().unwrap().rules() {
+            for p in rule.text.iter().chain(&rule.host).chain(&rule.recipient) {
+                if !text::is_literal(p) {
+                    text::compile_one(p).unwrap_or_else(|e| panic!("{}: {p}: {e}", rule.id));
+                }
+            }
+        }
     }
 }

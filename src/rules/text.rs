@@ -1,27 +1,34 @@
 //! One pass over a diagnostic text that reports every rule whose text pattern matches.
 //!
 //! Rule files hold hundreds of patterns; trying each as its own regex per message
-//! would dominate classification time. Plain phrases (the large majority) go into one
-//! Aho-Corasick automaton, the rest into one `RegexSet`, so a message costs two scans
-//! whatever the number of rules.
+//! would dominate classification time. Plain phrases (the large majority, including
+//! patterns whose only syntax is escaped punctuation) go into one Aho-Corasick
+//! automaton, so a message costs one scan whatever the number of rules. The few real
+//! regexes are gated by that same scan: each one's required phrases (literals it
+//! cannot match without, see [`required_phrases`]) join the automaton, and a regex
+//! only runs on a text that holds all of them (most texts hold none).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::{Regex, RegexBuilder};
 
 /// A compiled set of case-insensitive patterns, each tagged with an owner (a rule index).
 #[derive(Debug, Default)]
 pub struct PatternSet {
     literals: Option<AhoCorasick>,
     literal_owner: Vec<Vec<usize>>,
-    regexes: Option<RegexSet>,
+    /// Per phrase: its gate number if some regex requires it (see the module doc).
+    gate_of: Vec<Option<usize>>,
+    /// Per regex: the gates it requires (none: it always runs).
+    regex_gates: Vec<Vec<usize>>,
+    /// The distinct regexes, each run on its own when its gates are open (they are
+    /// few, and each has its own literal prefilter). Compiled on first use: building
+    /// a regex costs far more than matching it, and some never open. (Patterns were
+    /// validated when the rule files were loaded.)
+    regexes: Vec<(String, OnceLock<Option<Regex>>)>,
     regex_owner: Vec<Vec<usize>>,
-    /// Every regex pattern again, by owner, to find *where* a rule matched when two
-    /// equally specific rules need a tie-break: compiled on first use, so loading
-    /// stays cheap. (Phrases are located by the matching pass itself.)
-    positional: Vec<(usize, String, OnceLock<Option<Regex>>)>,
 }
 
 /// True if `pattern` has no regex syntax and can be matched as a plain phrase.
@@ -51,8 +58,7 @@ pub fn as_phrase(pattern: &str) -> Option<std::borrow::Cow<'_, str>> {
     Some(std::borrow::Cow::Owned(out))
 }
 
-/// Compiles one pattern the way the set does (case-insensitive), for validation and
-/// error messages at load time.
+/// Compiles one regex pattern the way rules use it (case-insensitive).
 pub fn compile_one(pattern: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(pattern)
         .case_insensitive(true)
@@ -60,9 +66,139 @@ pub fn compile_one(pattern: &str) -> Result<Regex, regex::Error> {
         .build()
 }
 
+/// Plain phrases (ASCII, lower case) that every match of the regex `pattern`
+/// contains, if they can be read off it safely: the runs of literal characters at
+/// the top level, outside groups and classes, none of them optional. `None` when
+/// the pattern has a top-level alternation, inline flags, or syntax this reading does
+/// not know (the regex then always runs).
+pub fn required_phrases(pattern: &str) -> Option<Vec<String>> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut best = Vec::new();
+    let mut run = String::new();
+    // Runs shorter than three characters would open the gate on nearly any text.
+    let flush = |run: &mut String, best: &mut Vec<String>| {
+        if run.len() >= 3 && run.is_ascii() {
+            best.push(run.to_ascii_lowercase());
+        }
+        run.clear();
+    };
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        match c {
+            '\\' => {
+                let e = *chars.get(i + 1)?;
+                if e.is_ascii_punctuation() {
+                    run.push(e);
+                } else if "sSdDwWbBAz".contains(e) {
+                    flush(&mut run, &mut best);
+                } else {
+                    return None;
+                }
+                i += 2;
+            }
+            '(' => {
+                // A group: skipped whole. Inline flags ("(?i)", "(?x)") change how
+                // what follows reads: give up.
+                let end = group_end(&chars, i)?;
+                if chars.get(i + 1) == Some(&'?') && !chars[i..end].contains(&':') {
+                    return None;
+                }
+                flush(&mut run, &mut best);
+                i = end + 1;
+            }
+            '[' => {
+                i = class_end(&chars, i)? + 1;
+                flush(&mut run, &mut best);
+            }
+            '?' | '*' => {
+                // The atom before is optional.
+                run.pop();
+                flush(&mut run, &mut best);
+                i += 1;
+            }
+            '+' => {
+                flush(&mut run, &mut best);
+                i += 1;
+            }
+            '{' => {
+                let close = i + chars[i..].iter().position(|&c| c == '}')?;
+                let spec: String = chars[i + 1..close].iter().collect();
+                let min = spec.split(',').next()?.trim();
+                if min.is_empty() || !min.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                if min.bytes().all(|b| b == b'0') {
+                    run.pop();
+                }
+                flush(&mut run, &mut best);
+                i = close + 1;
+            }
+            '.' | '^' | '$' => {
+                flush(&mut run, &mut best);
+                i += 1;
+            }
+            '|' | ')' | ']' | '}' => return None,
+            c => {
+                run.push(c);
+                i += 1;
+            }
+        }
+    }
+    flush(&mut run, &mut best);
+    (!best.is_empty()).then_some(best)
+}
+
+/// Index of the `)` closing the group opened at `chars[open]`.
+fn group_end(chars: &[char], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = open;
+    while let Some(&c) = chars.get(i) {
+        match c {
+            '\\' => i += 1,
+            '[' => i = class_end(chars, i)?,
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Index of the `]` closing the class opened at `chars[open]` (a `]` first in the
+/// class, or after `^`, is a member).
+fn class_end(chars: &[char], open: usize) -> Option<usize> {
+    let mut i = open + 1;
+    if chars.get(i) == Some(&'^') {
+        i += 1;
+    }
+    if chars.get(i) == Some(&']') {
+        i += 1;
+    }
+    while let Some(&c) = chars.get(i) {
+        match c {
+            '\\' => i += 1,
+            '[' if chars.get(i + 1) == Some(&':') => {
+                // A POSIX class ("[:alpha:]") inside the class.
+                i += 2 + chars[i + 2..].iter().position(|&c| c == ']')?;
+            }
+            ']' => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 impl PatternSet {
-    /// Builds the set from `(owner, pattern)` pairs. Patterns must already have been
-    /// validated with [`compile_one`].
+    /// Builds the set from `(owner, pattern)` pairs. Regex patterns must already have
+    /// been validated with [`compile_one`] (a pattern that does not compile matches
+    /// nothing).
     pub fn build(patterns: &[(usize, String)]) -> Result<PatternSet, String> {
         let mut lit: Vec<String> = Vec::new();
         let mut literal_owner: Vec<Vec<usize>> = Vec::new();
@@ -71,7 +207,7 @@ impl PatternSet {
         // Rules share patterns (every rule of a provider lists its hosts): each
         // distinct pattern is compiled once and reports all its owners.
         let mut index: HashMap<(bool, String), usize> = HashMap::new();
-        let mut positional = Vec::with_capacity(patterns.len());
+        let mut gate_phrases: Vec<Vec<String>> = Vec::new();
         for (owner, p) in patterns {
             let phrase = as_phrase(p);
             let literal = phrase.is_some();
@@ -89,10 +225,33 @@ impl PatternSet {
                     list.len() - 1
                 });
             owners[at].push(*owner);
-            if !literal {
-                positional.push((*owner, p.clone(), OnceLock::new()));
+            // A new distinct regex (`owners` has one entry per regex).
+            if !literal && owners.len() > gate_phrases.len() {
+                gate_phrases.push(required_phrases(p).unwrap_or_default());
             }
         }
+        let mut gate_of: Vec<Option<usize>> = vec![None; lit.len()];
+        let mut gates = 0;
+        let regex_gates = gate_phrases
+            .into_iter()
+            .map(|phrases| {
+                phrases
+                    .into_iter()
+                    .map(|phrase| {
+                        let at = *index.entry((true, phrase.clone())).or_insert_with(|| {
+                            lit.push(phrase);
+                            literal_owner.push(Vec::new());
+                            gate_of.push(None);
+                            lit.len() - 1
+                        });
+                        *gate_of[at].get_or_insert_with(|| {
+                            gates += 1;
+                            gates - 1
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         let literals = if lit.is_empty() {
             None
         } else {
@@ -104,67 +263,50 @@ impl PatternSet {
                     .map_err(|e| e.to_string())?,
             )
         };
-        let regexes = if re.is_empty() {
-            None
-        } else {
-            Some(
-                RegexSetBuilder::new(&re)
-                    .case_insensitive(true)
-                    .size_limit(64 << 20)
-                    .dfa_size_limit(64 << 20)
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            )
-        };
+        let regexes = re.into_iter().map(|p| (p, OnceLock::new())).collect();
         Ok(PatternSet {
             literals,
             literal_owner,
+            gate_of,
+            regex_gates,
             regexes,
             regex_owner,
-            positional,
         })
     }
 
-    /// Sets `hit[owner] = true` for every owner with a pattern matching `text`.
-    pub fn mark_matches(&self, text: &str, hit: &mut [bool]) {
-        self.mark_matches_at(text, hit, None);
-    }
-
-    /// [`Self::mark_matches`], also lowering `at[owner]` to the earliest offset where
-    /// one of the owner's plain phrases matched (found by the same pass, so the
-    /// tie-break by position costs nothing for phrases).
-    pub fn mark_matches_at(&self, text: &str, hit: &mut [bool], mut at: Option<&mut [usize]>) {
+    /// Every owner with a pattern matching `text`, appended to `hits` with the
+    /// earliest offset where one of its plain phrases matched (`usize::MAX` if only a
+    /// regex did); unsorted, an owner may appear more than once. (The phrase pass
+    /// locates phrases for free, for tie-breaks by position.)
+    pub fn matches(&self, text: &str, hits: &mut Vec<(usize, usize)>) {
+        let mut seen_gates: Vec<usize> = Vec::new();
         if let Some(ac) = &self.literals {
             for m in ac.find_overlapping_iter(text) {
-                for &o in &self.literal_owner[m.pattern().as_usize()] {
-                    hit[o] = true;
-                    if let Some(at) = at.as_deref_mut() {
-                        at[o] = at[o].min(m.start());
-                    }
-                }
+                let p = m.pattern().as_usize();
+                seen_gates.extend(self.gate_of[p]);
+                hits.extend(self.literal_owner[p].iter().map(|&o| (o, m.start())));
             }
         }
-        if let Some(set) = &self.regexes {
-            for i in set.matches(text).iter() {
-                for &o in &self.regex_owner[i] {
-                    hit[o] = true;
-                }
+        for (i, gates) in self.regex_gates.iter().enumerate() {
+            let open = gates.iter().all(|g| seen_gates.contains(g));
+            if open && self.regex(i).is_some_and(|re| re.is_match(text)) {
+                hits.extend(self.regex_owner[i].iter().map(|&o| (o, usize::MAX)));
             }
         }
+    }
+
+    /// The `i`th distinct regex, compiled on first use.
+    fn regex(&self, i: usize) -> Option<&Regex> {
+        let (pattern, compiled) = &self.regexes[i];
+        compiled.get_or_init(|| compile_one(pattern).ok()).as_ref()
     }
 
     /// Byte offset of the earliest match of any of `owner`'s regex patterns in `text`
-    /// (plain phrases are located by [`Self::mark_matches_at`]).
+    /// (plain phrases are located by [`Self::matches`]).
     pub fn first_regex_offset(&self, owner: usize, text: &str) -> Option<usize> {
-        self.positional
-            .iter()
-            .filter(|(o, _, _)| *o == owner)
-            .filter_map(|(_, p, re)| {
-                re.get_or_init(|| compile_one(p).ok())
-                    .as_ref()?
-                    .find(text)
-                    .map(|m| m.start())
-            })
+        (0..self.regexes.len())
+            .filter(|&i| self.regex_owner[i].contains(&owner))
+            .filter_map(|i| self.regex(i)?.find(text).map(|m| m.start()))
             .min()
     }
 }
@@ -181,12 +323,17 @@ mod tests {
             (2, "ユーザが存在しません".into()),
         ])
         .unwrap();
-        let mut hit = vec![false; 3];
-        set.mark_matches("552 MAILBOX FULL: quota   exceeded", &mut hit);
-        assert_eq!(hit, [true, true, false]);
-        let mut hit = vec![false; 3];
-        set.mark_matches("指定されたユーザが存在しません", &mut hit);
-        assert_eq!(hit, [false, false, true]);
+        let owners = |text: &str| {
+            let mut hits = Vec::new();
+            set.matches(text, &mut hits);
+            let mut o: Vec<usize> = hits.into_iter().map(|(o, _)| o).collect();
+            o.sort_unstable();
+            o.dedup();
+            o
+        };
+        assert_eq!(owners("552 MAILBOX FULL: quota   exceeded"), [0, 1]);
+        assert_eq!(owners("quota exceeded"), [1]);
+        assert_eq!(owners("指定されたユーザが存在しません"), [2]);
         assert_eq!(set.first_regex_offset(1, "x quota exceeded"), Some(2));
         assert_eq!(
             as_phrase(r"RESOLVER\.RST\.x").as_deref(),
@@ -194,8 +341,43 @@ mod tests {
         );
         assert_eq!(as_phrase(r"a\sb"), None);
         assert_eq!(as_phrase("a.b"), None);
-        let (mut hit, mut at) = (vec![false; 3], vec![usize::MAX; 3]);
-        set.mark_matches_at("a mailbox full", &mut hit, Some(&mut at));
-        assert_eq!(at, [2, usize::MAX, usize::MAX]);
+        let mut hits = Vec::new();
+        set.matches("a mailbox full", &mut hits);
+        assert_eq!(hits, [(0, 2)]);
+    }
+
+    #[test]
+    fn required_phrases_of_regexes() {
+        let req = |p: &str| required_phrases(p);
+        assert_eq!(req(r"quota\s+exceeded").unwrap(), ["quota", "exceeded"]);
+        assert_eq!(
+            req(r"RESOLVER\.ADR\.Recip(ient)?NotFound").unwrap(),
+            ["resolver.adr.recip", "notfound"]
+        );
+        assert_eq!(
+            req(r"doesn't have an? \S+ account").unwrap(),
+            ["doesn't have a", " account"]
+        );
+        assert_eq!(
+            req(r"blocked using Block ?list 1").unwrap(),
+            ["blocked using block", "list 1"]
+        );
+        assert_eq!(req(r"aup#[a-z]*-?(?:1090)(?-u:\b)").unwrap(), ["aup#"]);
+        assert_eq!(req(r"(?-u:\b)spam(?-u:\b)").unwrap(), ["spam"]);
+        assert_eq!(req(r"^x-unix;").unwrap(), ["x-unix;"]);
+        assert_eq!(req(r"a{0,3}bcd").unwrap(), ["bcd"]);
+        assert_eq!(req(r"ab+"), None);
+        assert_eq!(req(r"foo|barbaz"), None);
+        assert_eq!(req(r"(?i)foo"), None);
+        assert_eq!(req(r"\x41bc"), None);
+        assert_eq!(req(r"[a-z]+"), None);
+        // Gated regexes still match; an absent phrase skips them.
+        let set = PatternSet::build(&[(0, r"delivery failed \d+ attempts".into())]).unwrap();
+        let mut hits = Vec::new();
+        set.matches("Delivery failed 3 attempts", &mut hits);
+        assert_eq!(hits, [(0, usize::MAX)]);
+        hits.clear();
+        set.matches("delivered", &mut hits);
+        assert!(hits.is_empty());
     }
 }

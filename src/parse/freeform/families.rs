@@ -3,11 +3,10 @@
 //!
 //! Adding a format is adding a row here, not code. Markers are lower case and are
 //! matched as substrings, ASCII case ignored; `detect` phrases are looked for in the
-//! notice, the From header and the Subject.
+//! notice, the From header and the Subject (all in the one pass of
+//! [`super::NoticeMarks`]).
 
-use std::sync::LazyLock;
-
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+use super::{Mark, NoticeMarks};
 
 /// One family of free-form bounces.
 #[derive(Debug)]
@@ -221,29 +220,17 @@ pub static FAMILIES: &[Family] = &[
 ];
 
 /// The family a notice belongs to (the generic one if none is recognised): the
-/// first family in table order with a `detect` phrase in the notice, From or
-/// Subject (ASCII case ignored). One automaton pass per text.
-pub fn family_for(notice: &str, from: &str, subject: &str) -> &'static Family {
-    static DETECT: LazyLock<(AhoCorasick, Vec<usize>)> = LazyLock::new(|| {
-        let mut phrases = Vec::new();
-        let mut owner = Vec::new();
-        for (i, f) in FAMILIES.iter().enumerate() {
-            for d in f.detect {
-                phrases.push(*d);
-                owner.push(i);
-            }
-        }
-        let ac = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .build(phrases)
-            .expect("static family phrases");
-        (ac, owner)
-    });
-    let (ac, owner) = &*DETECT;
-    let best = [notice, from, subject]
+/// first family in table order with a `detect` phrase in the notice (whose marks
+/// are `notice`), From or Subject (ASCII case ignored).
+pub fn family_in(notice: &NoticeMarks, from: &str, subject: &str) -> &'static Family {
+    let (from, subject) = (NoticeMarks::find(from), NoticeMarks::find(subject));
+    let best = [notice, &from, &subject]
         .into_iter()
-        .flat_map(|text| ac.find_iter(text))
-        .map(|m| owner[m.pattern().as_usize()])
+        .flat_map(NoticeMarks::iter)
+        .filter_map(|(_, _, mark)| match mark {
+            Mark::Detect(i) => Some(i),
+            _ => None,
+        })
         .min();
     best.and_then(|i| FAMILIES.get(i))
         .unwrap_or_else(|| &FAMILIES[FAMILIES.len() - 1])

@@ -7,15 +7,20 @@
 //! the family, where its recipient section starts, and which extra phrases introduce
 //! a recipient. A notice from an unknown server still goes through the same scan
 //! with the generic markers, which is how new formats degrade gracefully.
+//!
+//! Everything the reading looks for by phrase (the families' detect and end
+//! markers, the markers of a pasted original, the SMTP command phrases and words)
+//! is found in one Aho-Corasick pass over the notice ([`NoticeMarks`]); the line by
+//! line reading then only consults that list, instead of searching each line again.
 
 mod families;
 
 use std::sync::LazyLock;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::diag;
-pub use families::{family_for, Family};
+pub use families::{family_in, Family};
 
 /// One recipient found in a notice, with the error lines that follow it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,28 +111,157 @@ const FAILURE_WORDS: &[&str] = &[
     "fail", "full", "unknown", "not ", "error", "invalid", "reject", "could", "unable", "no such",
 ];
 
-fn is_original_start(line: &str, lower: &str) -> bool {
-    static MARKERS: LazyLock<AhoCorasick> =
-        LazyLock::new(|| diag::phrase_automaton(ORIGINAL_MARKERS.iter().copied()));
-    MARKERS.is_match(lower)
-        || ORIGINAL_HEADERS.iter().any(|h| {
-            line.get(..h.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(h))
-        })
+/// What a phrase of the notice automaton stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// A `detect` phrase of the family at this index of [`families::FAMILIES`].
+    Detect(usize),
+    /// An `end` marker of that family.
+    End(usize),
+    /// One of [`ORIGINAL_MARKERS`].
+    Original,
+    /// A [`diag::COMMAND_PHRASES`] entry.
+    CommandPhrase(usize),
+    /// A [`diag::COMMAND_WORDS`] entry (matched here without case; the case is
+    /// checked against the text).
+    CommandWord(usize),
+}
+
+/// The automaton behind [`NoticeMarks`], and what each of its phrases stands for
+/// (a phrase listed under several roles stands for all of them).
+static NOTICE_PHRASES: LazyLock<(AhoCorasick, Vec<Vec<Mark>>)> = LazyLock::new(|| {
+    let mut phrases: Vec<String> = Vec::new();
+    let mut marks: Vec<Vec<Mark>> = Vec::new();
+    let mut add = |phrase: &str, mark: Mark| {
+        let phrase = phrase.to_ascii_lowercase();
+        match phrases.iter().position(|p| *p == phrase) {
+            Some(i) => marks[i].push(mark),
+            None => {
+                phrases.push(phrase);
+                marks.push(vec![mark]);
+            }
+        }
+    };
+    for (i, f) in families::FAMILIES.iter().enumerate() {
+        f.detect.iter().for_each(|d| add(d, Mark::Detect(i)));
+        f.end.iter().for_each(|e| add(e, Mark::End(i)));
+    }
+    ORIGINAL_MARKERS.iter().for_each(|m| add(m, Mark::Original));
+    for (i, (p, _)) in diag::COMMAND_PHRASES.iter().enumerate() {
+        add(p, Mark::CommandPhrase(i));
+    }
+    for (i, (w, _)) in diag::COMMAND_WORDS.iter().enumerate() {
+        add(w, Mark::CommandWord(i));
+    }
+    let ac = AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(&phrases)
+        .expect("static notice phrases");
+    (ac, marks)
+});
+
+/// Every place in a text where one of the notice phrases occurs (overlaps
+/// included), ordered by where it starts.
+#[derive(Debug, Default)]
+pub struct NoticeMarks {
+    /// `(start, end, mark)`.
+    hits: Vec<(usize, usize, Mark)>,
+}
+
+impl NoticeMarks {
+    /// Finds the marks in `text` (one pass).
+    pub fn find(text: &str) -> NoticeMarks {
+        let (ac, marks) = &*NOTICE_PHRASES;
+        let mut hits = Vec::new();
+        for m in ac.find_overlapping_iter(text) {
+            let (start, end) = (m.start(), m.end());
+            for &mark in &marks[m.pattern().as_usize()] {
+                let exact_word = match mark {
+                    Mark::CommandWord(w) => {
+                        text.as_bytes()[start..end] == *diag::COMMAND_WORDS[w].0.as_bytes()
+                    }
+                    _ => true,
+                };
+                if exact_word {
+                    hits.push((start, end, mark));
+                }
+            }
+        }
+        hits.sort_by_key(|h| h.0);
+        NoticeMarks { hits }
+    }
+
+    /// The marks, ordered by start.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, usize, Mark)> + '_ {
+        self.hits.iter().copied()
+    }
+
+    /// The marks that start in `range`, as `(start, end, mark)`.
+    fn within(&self, range: std::ops::Range<usize>) -> &[(usize, usize, Mark)] {
+        let from = self.hits.partition_point(|h| h.0 < range.start);
+        let to = from + self.hits[from..].partition_point(|h| h.0 < range.end);
+        &self.hits[from..to]
+    }
+}
+
+/// What a line of the notice holds, read off its marks.
+struct LineMarks {
+    /// A marker of the pasted original.
+    original: bool,
+    /// One of the family's end markers.
+    end: bool,
+    /// The SMTP command the line names (see [`diag::smtp_command`]).
+    command: Option<&'static str>,
+}
+
+impl LineMarks {
+    /// `line` starts at byte `at` of the text `marks` were found in.
+    fn of(marks: &NoticeMarks, at: usize, line: &str, family: usize) -> LineMarks {
+        let mut out = LineMarks {
+            original: false,
+            end: false,
+            command: None,
+        };
+        // The earliest command phrase (on ties the first listed), else the words.
+        let mut phrase: Option<(usize, usize)> = None;
+        let mut words = Vec::new();
+        for &(start, end, mark) in marks.within(at..at + line.len()) {
+            match mark {
+                Mark::Original => out.original = true,
+                Mark::End(f) if f == family => out.end = true,
+                Mark::CommandPhrase(p) if phrase.is_none_or(|best| (start, p) < best) => {
+                    phrase = Some((start, p));
+                }
+                Mark::CommandWord(w) => words.push((start - at, end - at, w)),
+                _ => {}
+            }
+        }
+        out.command = match phrase {
+            Some((_, p)) => Some(diag::COMMAND_PHRASES[p].1),
+            None => diag::command_from_words(line.as_bytes(), words.into_iter()),
+        };
+        out
+    }
+}
+
+fn starts_original_headers(line: &str) -> bool {
+    ORIGINAL_HEADERS.iter().any(|h| {
+        line.get(..h.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(h))
+    })
 }
 
 /// If `line` introduces a recipient, the address and the rest of the line after it.
-fn recipient_on_line<'a>(line: &'a str, lower: &str, cues: &[&str]) -> Option<(&'a str, &'a str)> {
+fn recipient_on_line<'a>(line: &'a str, cues: &[&str]) -> Option<(&'a str, &'a str)> {
     let found = diag::addresses(line);
     let &(start, addr) = found.first()?;
     let before = line[..start]
         .trim_end_matches(['<', '"', '\'', '(', '['])
         .trim();
-    let lower_before = lower
-        .get(..start)
-        .unwrap_or("")
-        .trim_end_matches(['<', '"', '\'', '(', '['])
-        .trim();
+    let lower_before = before.to_ascii_lowercase();
+    let lower_before = lower_before.as_str();
     let at_start = before.is_empty()
         || before.chars().all(|c| {
             c == '*' || c == '-' || c == '>' || c == '#' || c.is_ascii_digit() || c == '.'
@@ -160,53 +294,59 @@ fn recipient_on_line<'a>(line: &'a str, lower: &str, cues: &[&str]) -> Option<(&
 
 /// Lines that repeat what every bounce says and carry no cause; left out of a
 /// recipient's own text so they cannot outvote the server's words.
-fn is_boilerplate(lower: &str) -> bool {
-    lower.is_empty()
-        || lower.starts_with("----")
-        || lower.starts_with("====")
-        || lower.starts_with("****")
+fn is_boilerplate(line: &str) -> bool {
+    line.is_empty()
+        || line.starts_with("----")
+        || line.starts_with("====")
+        || line.starts_with("****")
 }
 
-/// Scans a notice for recipients and their error lines.
-pub fn scan(notice: &str, family: &Family) -> NoticeScan {
+/// Scans a notice for recipients and their error lines; `marks` are the notice's
+/// ([`NoticeMarks::find`]).
+pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
     let mut out = NoticeScan::default();
-    // ASCII lower case keeps byte offsets aligned with `notice`.
-    let lower_notice = notice.to_ascii_lowercase();
+    let family_index = families::FAMILIES
+        .iter()
+        .position(|f| std::ptr::eq(f, family))
+        .unwrap_or(usize::MAX);
     // The section starts after the family's start marker, if it has one and it is present.
     let mut begin = 0;
-    for m in family.start {
-        if let Some(end) = find_spread(&lower_notice, m) {
-            // From the marker's own line: some put the first address on it
-            // ("Did not reach the following recipient: bob@example.org").
-            begin = notice[..end].rfind('\n').map_or(0, |n| n + 1);
-            out.anchored = true;
-            break;
+    if !family.start.is_empty() {
+        // ASCII lower case keeps byte offsets aligned with `notice`.
+        let lower_notice = notice.to_ascii_lowercase();
+        for m in family.start {
+            if let Some(end) = find_spread(&lower_notice, m) {
+                // From the marker's own line: some put the first address on it
+                // ("Did not reach the following recipient: bob@example.org").
+                begin = notice[..end].rfind('\n').map_or(0, |n| n + 1);
+                out.anchored = true;
+                break;
+            }
         }
     }
     let mut section = String::new();
     let mut current: Option<usize> = None;
     // Sendmail transcripts end each recipient's story with a summary line
     // ("554 <bob@example.org>... Host unknown"); the lines after it (">>> DATA",
-    // "<<< 550 ...") belong to whoever the next summary line names. They wait here.
-    let mut pending: Vec<&str> = Vec::new();
+    // "<<< 550 ...") belong to whoever the next summary line names. They wait here,
+    // with the command each names.
+    let mut pending: Vec<(&str, Option<&'static str>)> = Vec::new();
     let mut closed = false;
     let mut offset = begin;
     let body = notice.get(begin..).unwrap_or("");
-    let mut lower = String::new();
     for raw_line in body.split_inclusive('\n') {
         let line_at = offset;
         offset += raw_line.len();
         let line = raw_line.trim_end_matches(['\r', '\n']);
         let trimmed = line.trim();
-        lower.clear();
-        lower.push_str(trimmed);
-        lower.make_ascii_lowercase();
-        let lower = lower.as_str();
-        if is_original_start(line, lower) && (!out.recipients.is_empty() || !section.is_empty()) {
+        let trimmed_at = line_at + (trimmed.as_ptr() as usize - line.as_ptr() as usize);
+        let line_marks = LineMarks::of(marks, trimmed_at, trimmed, family_index);
+        let original_start = line_marks.original || starts_original_headers(line);
+        if original_start && (!out.recipients.is_empty() || !section.is_empty()) {
             out.original_at = Some(line_at);
             break;
         }
-        if family.end.iter().any(|m| lower.contains(m)) {
+        if line_marks.end {
             out.original_at = Some(line_at);
             break;
         }
@@ -214,7 +354,7 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
             section.push(' ');
         }
         section.push_str(trimmed);
-        if let Some((addr, rest)) = recipient_on_line(trimmed, lower, family.cues) {
+        if let Some((addr, rest)) = recipient_on_line(trimmed, family.cues) {
             if family
                 .skip_addresses
                 .iter()
@@ -245,8 +385,8 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
                 current
             };
             if let Some(h) = heir {
-                for l in pending.drain(..) {
-                    attach(&mut out.recipients[h], l);
+                for (l, command) in pending.drain(..) {
+                    attach(&mut out.recipients[h], l, command);
                 }
             }
             pending.clear();
@@ -260,7 +400,7 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
             let listing = lead.ends_with(':') && !lead.contains(char::is_whitespace)
                 || lead.eq_ignore_ascii_case("rcpt to:");
             if !listing {
-                who.command = who.command.or_else(|| diag::smtp_command(trimmed));
+                who.command = who.command.or(line_marks.command);
             }
             if lead.bytes().any(|b| b.is_ascii_digit()) {
                 push_words(&mut who.text, lead);
@@ -268,17 +408,17 @@ pub fn scan(notice: &str, family: &Family) -> NoticeScan {
             push_words(&mut who.text, rest);
             continue;
         }
-        if is_boilerplate(lower) {
+        if is_boilerplate(trimmed) {
             continue;
         }
         match current {
-            Some(i) if !closed => attach(&mut out.recipients[i], trimmed),
-            _ => pending.push(trimmed),
+            Some(i) if !closed => attach(&mut out.recipients[i], trimmed, line_marks.command),
+            _ => pending.push((trimmed, line_marks.command)),
         }
     }
     if let Some(i) = current {
-        for l in pending {
-            attach(&mut out.recipients[i], l);
+        for (l, command) in pending {
+            attach(&mut out.recipients[i], l, command);
         }
     }
     out.section = diag::squash_whitespace(diag::bounded(&section, 8192));
@@ -306,10 +446,11 @@ fn find_spread(text: &str, phrase: &str) -> Option<usize> {
     None
 }
 
-/// Adds one of the recipient's error lines to its text (and notes a command it names).
-fn attach(who: &mut NoticeRecipient, line: &str) {
+/// Adds one of the recipient's error lines to its text (and notes the command it
+/// names, if the recipient has none yet).
+fn attach(who: &mut NoticeRecipient, line: &str, command: Option<&'static str>) {
     push_words(&mut who.text, line);
-    who.command = who.command.or_else(|| diag::smtp_command(line));
+    who.command = who.command.or(command);
 }
 
 fn push_words(dst: &mut String, text: &str) {
@@ -329,13 +470,13 @@ mod tests {
     use super::*;
 
     fn generic() -> &'static Family {
-        family_for("", "", "")
+        family_in(&NoticeMarks::default(), "", "")
     }
 
     #[test]
     fn qmail_style_recipient_and_error_lines() {
         let n = "Hi. This is the qmail-send program at mx.example.jp.\nI'm afraid I wasn't able to deliver your message to the following addresses.\n\n<bob@example.org>:\n192.0.2.1 does not like recipient.\nRemote host said: 550 5.1.1 unknown user\n\n--- Below this line is a copy of the message.\n\nReturn-Path: <a@b.example>\n";
-        let s = scan(n, generic());
+        let s = scan(n, &NoticeMarks::find(n), generic());
         assert_eq!(s.recipients.len(), 1);
         assert_eq!(s.recipients[0].address, "bob@example.org");
         assert_eq!(
@@ -348,7 +489,7 @@ mod tests {
     #[test]
     fn cued_recipient_mid_line_and_duplicates_merge() {
         let n = "There was an error delivering your mail to <bob@example.org>.\n\nmx.example.org did not like our RCPT TO:\n550 no such user bob@example.org\n";
-        let s = scan(n, generic());
+        let s = scan(n, &NoticeMarks::find(n), generic());
         assert_eq!(s.recipients.len(), 1);
         assert!(s.recipients[0].text.contains("550 no such user"));
     }
@@ -364,6 +505,8 @@ mod tests {
     #[test]
     fn sender_lines_are_not_recipients() {
         let n = "The original message was received from sender@example.jp\nMAIL FROM: sender@example.jp\n";
-        assert!(scan(n, generic()).recipients.is_empty());
+        assert!(scan(n, &NoticeMarks::find(n), generic())
+            .recipients
+            .is_empty());
     }
 }
