@@ -303,15 +303,56 @@ pub fn strip_continuations(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Collapses runs of whitespace (including line breaks) into single spaces.
+///
+/// Same result as joining `text.split_whitespace()` with spaces, but ASCII bytes are
+/// judged without decoding characters: this runs over every notice, and notices are
+/// mostly ASCII. Non-ASCII characters (U+3000 ideographic space, NBSP, ...) still
+/// count as whitespace exactly as [`char::is_whitespace`] says.
 pub fn squash_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
+    let mut gap = false;
+    let mut rest = text;
+    while !rest.is_empty() {
+        // The longest ASCII run first, byte by byte.
+        let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+        let mut word_start = None;
+        for (i, b) in rest.as_bytes()[..ascii].iter().enumerate() {
+            // char::is_whitespace for ASCII: space, \t, \n, \x0B, \x0C, \r.
+            if matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r') {
+                if let Some(s) = word_start.take() {
+                    push_word(&mut out, &rest[s..i], &mut gap);
+                }
+                gap = true;
+            } else if word_start.is_none() {
+                word_start = Some(i);
+            }
         }
-        out.push_str(word);
+        if let Some(s) = word_start {
+            push_word(&mut out, &rest[s..ascii], &mut gap);
+        }
+        rest = &rest[ascii..];
+        // Then one non-ASCII character.
+        if let Some(c) = rest.chars().next() {
+            if c.is_whitespace() {
+                gap = true;
+            } else {
+                let mut buf = [0u8; 4];
+                push_word(&mut out, c.encode_utf8(&mut buf), &mut gap);
+            }
+            rest = &rest[c.len_utf8()..];
+        }
     }
     out
+}
+
+/// Appends a piece of a word, with one space before it when whitespace came between
+/// it and what `out` already holds.
+fn push_word(out: &mut String, piece: &str, gap: &mut bool) {
+    if *gap && !out.is_empty() {
+        out.push(' ');
+    }
+    *gap = false;
+    out.push_str(piece);
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
@@ -329,6 +370,32 @@ pub fn bounded(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn squash_whitespace_matches_split_whitespace() {
+        for text in [
+            "",
+            "   ",
+            "a",
+            " a  b\t\r\nc ",
+            "x\u{3000}y\u{a0}z\u{85}w",
+            "日本語\u{3000}\u{3000}テスト  end",
+            "\u{2003}lead and trail\u{2029}",
+            "a\x0Bb\x0Cc\u{1c}d",
+            "mixé  d\u{e9}\n\nline",
+        ] {
+            let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(squash_whitespace(text), want, "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn squash_whitespace_matches_split_whitespace_on_any_text(text in "(?s).{0,80}") {
+            let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            proptest::prop_assert_eq!(squash_whitespace(&text), want);
+        }
+    }
 
     #[test]
     fn reply_codes_stand_alone() {

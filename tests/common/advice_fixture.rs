@@ -26,6 +26,7 @@ pub fn rules() -> RuleSet {
     RuleSet::load(&[vec![RuleSource {
         name: "tests/fixtures/advice/rules.toml".into(),
         text: RULES.into(),
+        trusted: false,
     }]])
     .expect("test rules load")
 }
