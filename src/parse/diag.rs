@@ -314,7 +314,10 @@ pub fn squash_whitespace(text: &str) -> String {
     let mut rest = text;
     while !rest.is_empty() {
         // The longest ASCII run first, byte by byte.
-        let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+        let ascii = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
         let mut word_start = None;
         for (i, b) in rest.as_bytes()[..ascii].iter().enumerate() {
             // char::is_whitespace for ASCII: space, \t, \n, \x0B, \x0C, \r.
