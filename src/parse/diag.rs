@@ -307,52 +307,97 @@ pub fn strip_continuations(text: &str) -> std::borrow::Cow<'_, str> {
 /// Same result as joining `text.split_whitespace()` with spaces, but ASCII bytes are
 /// judged without decoding characters: this runs over every notice, and notices are
 /// mostly ASCII. Non-ASCII characters (U+3000 ideographic space, NBSP, ...) still
-/// count as whitespace exactly as [`char::is_whitespace`] says.
+/// count as whitespace exactly as [`char::is_whitespace`] says. Words separated by
+/// one plain space are copied together, so mostly-clean text is copied in long runs
+/// rather than word by word.
 pub fn squash_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut gap = false;
-    let mut rest = text;
-    while !rest.is_empty() {
-        // The longest ASCII run first, byte by byte.
-        let ascii = rest.bytes().position(|b| !b.is_ascii()).unwrap_or(rest.len());
-        let mut word_start = None;
-        for (i, b) in rest.as_bytes()[..ascii].iter().enumerate() {
-            // char::is_whitespace for ASCII: space, \t, \n, \x0B, \x0C, \r.
-            if matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r') {
-                if let Some(s) = word_start.take() {
-                    push_word(&mut out, &rest[s..i], &mut gap);
-                }
-                gap = true;
-            } else if word_start.is_none() {
-                word_start = Some(i);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let gap = whitespace_len(text, i);
+        if gap > 0 {
+            i += gap;
+            continue;
+        }
+        // A run of words joined by single spaces, copied as it stands.
+        let start = i;
+        loop {
+            i = word_end(text, i);
+            let single_space = bytes.get(i) == Some(&b' ')
+                && i + 1 < bytes.len()
+                && whitespace_len(text, i + 1) == 0;
+            if !single_space {
+                break;
             }
+            i += 1;
         }
-        if let Some(s) = word_start {
-            push_word(&mut out, &rest[s..ascii], &mut gap);
+        if !out.is_empty() {
+            out.push(' ');
         }
-        rest = &rest[ascii..];
-        // Then one non-ASCII character.
-        if let Some(c) = rest.chars().next() {
-            if c.is_whitespace() {
-                gap = true;
-            } else {
-                let mut buf = [0u8; 4];
-                push_word(&mut out, c.encode_utf8(&mut buf), &mut gap);
-            }
-            rest = &rest[c.len_utf8()..];
-        }
+        out.push_str(&text[start..i]);
     }
     out
 }
 
-/// Appends a piece of a word, with one space before it when whitespace came between
-/// it and what `out` already holds.
-fn push_word(out: &mut String, piece: &str, gap: &mut bool) {
-    if *gap && !out.is_empty() {
-        out.push(' ');
+/// The words of `text`: what [`str::split_whitespace`] yields, with ASCII bytes
+/// judged without decoding characters.
+pub fn words(text: &str) -> impl Iterator<Item = &str> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < text.len() {
+            match whitespace_len(text, at) {
+                0 => break,
+                n => at += n,
+            }
+        }
+        if at >= text.len() {
+            return None;
+        }
+        let start = at;
+        at = word_end(text, at);
+        Some(&text[start..at])
+    })
+}
+
+/// The byte length of the whitespace character starting at byte `at` of `text`
+/// (a character boundary), or 0 if the character there is not whitespace.
+#[inline]
+fn whitespace_len(text: &str, at: usize) -> usize {
+    let b = text.as_bytes()[at];
+    if b.is_ascii() {
+        // char::is_whitespace for ASCII: space, \t, \n, \x0B, \x0C, \r.
+        usize::from(matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r'))
+    } else {
+        text[at..]
+            .chars()
+            .next()
+            .filter(|c| c.is_whitespace())
+            .map_or(0, char::len_utf8)
     }
-    *gap = false;
-    out.push_str(piece);
+}
+
+/// Where the word starting at byte `at` of `text` ends: the first whitespace
+/// character at or after `at`, or the end of the text.
+#[inline]
+fn word_end(text: &str, mut at: usize) -> usize {
+    let bytes = text.as_bytes();
+    while at < bytes.len() {
+        let b = bytes[at];
+        if b.is_ascii() {
+            if matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r') {
+                return at;
+            }
+            at += 1;
+        } else {
+            let c = text[at..].chars().next().expect("at a character boundary");
+            if c.is_whitespace() {
+                return at;
+            }
+            at += c.len_utf8();
+        }
+    }
+    at
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
@@ -394,6 +439,22 @@ mod tests {
         fn squash_whitespace_matches_split_whitespace_on_any_text(text in "(?s).{0,80}") {
             let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
             proptest::prop_assert_eq!(squash_whitespace(&text), want);
+        }
+
+        #[test]
+        fn words_match_split_whitespace_on_any_text(text in "(?s).{0,80}") {
+            let want: Vec<&str> = text.split_whitespace().collect();
+            proptest::prop_assert_eq!(words(&text).collect::<Vec<_>>(), want);
+        }
+
+        #[test]
+        fn squash_matches_split_whitespace_on_spaced_words(
+            text in "([a-z\u{e9}\u{3000}\u{a0} ]{0,4}[ \t\r\n\u{b}]{0,2}){0,12}"
+        ) {
+            let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            proptest::prop_assert_eq!(squash_whitespace(&text), want.clone());
+            let got: Vec<&str> = words(&text).collect();
+            proptest::prop_assert_eq!(got.join(" "), want);
         }
     }
 

@@ -301,6 +301,9 @@ fn is_boilerplate(line: &str) -> bool {
         || line.starts_with("****")
 }
 
+/// How much of the recipient section (before squashing) [`NoticeScan::section`] keeps.
+const SECTION_MAX: usize = 8192;
+
 /// Scans a notice for recipients and their error lines; `marks` are the notice's
 /// ([`NoticeMarks::find`]).
 pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
@@ -350,10 +353,13 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
             out.original_at = Some(line_at);
             break;
         }
-        if !section.is_empty() {
-            section.push(' ');
+        // Only the first SECTION_MAX bytes are kept, so nothing past them is gathered.
+        if section.len() < SECTION_MAX {
+            if !section.is_empty() {
+                section.push(' ');
+            }
+            section.push_str(trimmed);
         }
-        section.push_str(trimmed);
         if let Some((addr, rest)) = recipient_on_line(trimmed, family.cues) {
             if family
                 .skip_addresses
@@ -421,7 +427,7 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
             attach(&mut out.recipients[i], l, command);
         }
     }
-    out.section = diag::squash_whitespace(diag::bounded(&section, 8192));
+    out.section = diag::squash_whitespace(diag::bounded(&section, SECTION_MAX));
     out
 }
 
@@ -454,7 +460,7 @@ fn attach(who: &mut NoticeRecipient, line: &str, command: Option<&'static str>) 
 }
 
 fn push_words(dst: &mut String, text: &str) {
-    for w in text.split_whitespace() {
+    for w in diag::words(text) {
         if dst.len() > 4096 {
             return;
         }
