@@ -312,6 +312,14 @@ pub fn strip_continuations(text: &str) -> std::borrow::Cow<'_, str> {
 /// rather than word by word.
 pub fn squash_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    push_squashed(&mut out, text, usize::MAX);
+    out
+}
+
+/// Appends the words of `text` to `dst`, each after one space unless `dst` is
+/// empty, as [`squash_whitespace`] would write them; stops before any word when
+/// `dst` is already longer than `cap` bytes.
+pub fn push_squashed(dst: &mut String, text: &str, cap: usize) {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -332,32 +340,25 @@ pub fn squash_whitespace(text: &str) -> String {
             }
             i += 1;
         }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(&text[start..i]);
-    }
-    out
-}
-
-/// The words of `text`: what [`str::split_whitespace`] yields, with ASCII bytes
-/// judged without decoding characters.
-pub fn words(text: &str) -> impl Iterator<Item = &str> {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        while at < text.len() {
-            match whitespace_len(text, at) {
-                0 => break,
-                n => at += n,
+        let run = &text[start..i];
+        // Every word of the run starts within the cap: copy it whole.
+        if dst.len().saturating_add(1 + run.len()) <= cap {
+            if !dst.is_empty() {
+                dst.push(' ');
             }
+            dst.push_str(run);
+            continue;
         }
-        if at >= text.len() {
-            return None;
+        for word in run.split(' ') {
+            if dst.len() > cap {
+                return;
+            }
+            if !dst.is_empty() {
+                dst.push(' ');
+            }
+            dst.push_str(word);
         }
-        let start = at;
-        at = word_end(text, at);
-        Some(&text[start..at])
-    })
+    }
 }
 
 /// The byte length of the whitespace character starting at byte `at` of `text`
@@ -442,9 +443,24 @@ mod tests {
         }
 
         #[test]
-        fn words_match_split_whitespace_on_any_text(text in "(?s).{0,80}") {
-            let want: Vec<&str> = text.split_whitespace().collect();
-            proptest::prop_assert_eq!(words(&text).collect::<Vec<_>>(), want);
+        fn push_squashed_matches_word_by_word_pushing(
+            start in "[a-z ]{0,12}",
+            text in "([a-z\u{e9}\u{3000} ]{0,5}[ \t\n]{0,2}){0,12}",
+            cap in 0usize..40,
+        ) {
+            let mut want = start.clone();
+            for w in text.split_whitespace() {
+                if want.len() > cap {
+                    break;
+                }
+                if !want.is_empty() {
+                    want.push(' ');
+                }
+                want.push_str(w);
+            }
+            let mut got = start;
+            push_squashed(&mut got, &text, cap);
+            proptest::prop_assert_eq!(got, want);
         }
 
         #[test]
@@ -452,9 +468,7 @@ mod tests {
             text in "([a-z\u{e9}\u{3000}\u{a0} ]{0,4}[ \t\r\n\u{b}]{0,2}){0,12}"
         ) {
             let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            proptest::prop_assert_eq!(squash_whitespace(&text), want.clone());
-            let got: Vec<&str> = words(&text).collect();
-            proptest::prop_assert_eq!(got.join(" "), want);
+            proptest::prop_assert_eq!(squash_whitespace(&text), want);
         }
     }
 

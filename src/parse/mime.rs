@@ -586,14 +586,15 @@ fn repair_text<'m>(encoded: bool, raw: &'m [u8], text: Cow<'m, str>) -> Cow<'m, 
 
 /// True if `raw` switches to JIS X 0208 the way ISO-2022-JP text does.
 fn has_jis_escape(raw: &[u8]) -> bool {
-    raw.windows(3).any(|w| w == b"\x1b$B" || w == b"\x1b$@")
+    // Most text has no ESC at all; `contains` finds that out with memchr.
+    raw.contains(&0x1b) && raw.windows(3).any(|w| w == b"\x1b$B" || w == b"\x1b$@")
 }
 
 /// Decodes bytes of unknown charset: UTF-8 if valid; ISO-2022-JP if it has the
 /// escape sequences; otherwise whichever of Shift_JIS and EUC-JP decodes cleanly;
 /// otherwise Windows-1252 (never fails).
 pub fn decode_unlabelled(raw: &[u8]) -> Cow<'_, str> {
-    let has_esc = raw.windows(2).any(|w| w == b"\x1b$" || w == b"\x1b(");
+    let has_esc = raw.contains(&0x1b) && raw.windows(2).any(|w| w == b"\x1b$" || w == b"\x1b(");
     if !has_esc {
         if let Ok(s) = std::str::from_utf8(raw) {
             return Cow::Borrowed(s);

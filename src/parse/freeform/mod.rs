@@ -328,6 +328,7 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
         }
     }
     let mut section = String::new();
+    let mut section_raw = 0;
     let mut current: Option<usize> = None;
     // Sendmail transcripts end each recipient's story with a summary line
     // ("554 <bob@example.org>... Host unknown"); the lines after it (">>> DATA",
@@ -345,7 +346,7 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
         let trimmed_at = line_at + (trimmed.as_ptr() as usize - line.as_ptr() as usize);
         let line_marks = LineMarks::of(marks, trimmed_at, trimmed, family_index);
         let original_start = line_marks.original || starts_original_headers(line);
-        if original_start && (!out.recipients.is_empty() || !section.is_empty()) {
+        if original_start && (!out.recipients.is_empty() || section_raw > 0) {
             out.original_at = Some(line_at);
             break;
         }
@@ -353,12 +354,17 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
             out.original_at = Some(line_at);
             break;
         }
-        // Only the first SECTION_MAX bytes are kept, so nothing past them is gathered.
-        if section.len() < SECTION_MAX {
-            if !section.is_empty() {
-                section.push(' ');
-            }
-            section.push_str(trimmed);
+        // The section is the first SECTION_MAX bytes of the trimmed lines joined by
+        // spaces, squashed: it is squashed as it is gathered, and `section_raw` counts
+        // where the unsquashed text would have reached.
+        if section_raw < SECTION_MAX {
+            let from = section_raw + usize::from(section_raw > 0);
+            diag::push_squashed(
+                &mut section,
+                diag::bounded(trimmed, SECTION_MAX - from),
+                usize::MAX,
+            );
+            section_raw = from + trimmed.len();
         }
         if let Some((addr, rest)) = recipient_on_line(trimmed, family.cues) {
             if family
@@ -427,7 +433,7 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
             attach(&mut out.recipients[i], l, command);
         }
     }
-    out.section = diag::squash_whitespace(diag::bounded(&section, SECTION_MAX));
+    out.section = section;
     out
 }
 
@@ -459,16 +465,9 @@ fn attach(who: &mut NoticeRecipient, line: &str, command: Option<&'static str>) 
     who.command = who.command.or(command);
 }
 
+/// Appends the words of `text`, one space apart, while the text is at most 4 KiB.
 fn push_words(dst: &mut String, text: &str) {
-    for w in diag::words(text) {
-        if dst.len() > 4096 {
-            return;
-        }
-        if !dst.is_empty() {
-            dst.push(' ');
-        }
-        dst.push_str(w);
-    }
+    diag::push_squashed(dst, text, 4096);
 }
 
 #[cfg(test)]
