@@ -204,7 +204,11 @@ pub(crate) fn phrase_automaton<'a>(phrases: impl IntoIterator<Item = &'a str>) -
 
 /// Characters allowed in the local part and domain of an address as servers print it.
 fn is_addr_char(c: char) -> bool {
-    c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&(c as u8))
+    } else {
+        c.is_alphanumeric()
+    }
 }
 
 /// Every `local@domain` address in `text`, in order, without brackets, trailing dots
@@ -384,7 +388,8 @@ fn whitespace_len(text: &str, at: usize) -> usize {
 fn word_end(text: &str, mut at: usize) -> usize {
     let bytes = text.as_bytes();
     while at < bytes.len() {
-        let b = bytes[at];
+        at = skip_word_bytes(bytes, at);
+        let Some(&b) = bytes.get(at) else { break };
         if b.is_ascii() {
             if matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r') {
                 return at;
@@ -397,6 +402,28 @@ fn word_end(text: &str, mut at: usize) -> usize {
             }
             at += c.len_utf8();
         }
+    }
+    at
+}
+
+/// Skips, eight bytes at a time, bytes that are printable ASCII other than space
+/// (`!` to DEL): they are never whitespace. Returns the first byte at or after `at`
+/// that may be (a control, space or non-ASCII byte), or where fewer than eight bytes
+/// remain.
+#[inline]
+fn skip_word_bytes(bytes: &[u8], mut at: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A high bit per byte below 0x21 (the subtraction borrows) or above 0x7F.
+        // A borrow only carries upward from a byte that is itself flagged, so the
+        // lowest flagged byte is a true one.
+        let flagged = (x.wrapping_sub(ONES * 0x21) | x) & HIGHS;
+        if flagged != 0 {
+            return at + (flagged.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
     }
     at
 }
@@ -461,6 +488,14 @@ mod tests {
             let mut got = start;
             push_squashed(&mut got, &text, cap);
             proptest::prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn squash_matches_split_whitespace_on_long_words(
+            text in "([!-~]{0,20}[ \t\u{1c}\u{0}\u{85}\u{e9}\u{3000}]{0,2}){0,8}"
+        ) {
+            let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            proptest::prop_assert_eq!(squash_whitespace(&text), want);
         }
 
         #[test]
