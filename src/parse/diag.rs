@@ -344,24 +344,32 @@ pub fn push_squashed(dst: &mut String, text: &str, cap: usize) {
             }
             i += 1;
         }
-        let run = &text[start..i];
-        // Every word of the run starts within the cap: copy it whole.
-        if dst.len().saturating_add(1 + run.len()) <= cap {
-            if !dst.is_empty() {
-                dst.push(' ');
-            }
-            dst.push_str(run);
-            continue;
+        push_squashed_words(dst, &text[start..i], cap);
+    }
+}
+
+/// [`push_squashed`] for text that is already squashed (words joined by single
+/// spaces, no other whitespace): no need to look for whitespace again.
+pub fn push_squashed_words(dst: &mut String, squashed: &str, cap: usize) {
+    if squashed.is_empty() {
+        return;
+    }
+    // Every word starts within the cap: copy the text whole.
+    if dst.len().saturating_add(1 + squashed.len()) <= cap {
+        if !dst.is_empty() {
+            dst.push(' ');
         }
-        for word in run.split(' ') {
-            if dst.len() > cap {
-                return;
-            }
-            if !dst.is_empty() {
-                dst.push(' ');
-            }
-            dst.push_str(word);
+        dst.push_str(squashed);
+        return;
+    }
+    for word in squashed.split(' ') {
+        if dst.len() > cap {
+            return;
         }
+        if !dst.is_empty() {
+            dst.push(' ');
+        }
+        dst.push_str(word);
     }
 }
 
@@ -485,9 +493,12 @@ mod tests {
                 }
                 want.push_str(w);
             }
-            let mut got = start;
+            let mut got = start.clone();
             push_squashed(&mut got, &text, cap);
-            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(&got, &want);
+            let mut again = start;
+            push_squashed_words(&mut again, &squash_whitespace(&text), cap);
+            proptest::prop_assert_eq!(again, want);
         }
 
         #[test]

@@ -329,6 +329,7 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
     }
     let mut section = String::new();
     let mut section_raw = 0;
+    let mut line_words = String::new();
     let mut current: Option<usize> = None;
     // Sendmail transcripts end each recipient's story with a summary line
     // ("554 <bob@example.org>... Host unknown"); the lines after it (">>> DATA",
@@ -357,13 +358,16 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
         // The section is the first SECTION_MAX bytes of the trimmed lines joined by
         // spaces, squashed: it is squashed as it is gathered, and `section_raw` counts
         // where the unsquashed text would have reached.
+        // The line is squashed once, into `line_words`, for both the section and the
+        // recipient's text (`line_whole` when that is the whole line).
+        line_words.clear();
+        let mut line_whole = false;
         if section_raw < SECTION_MAX {
             let from = section_raw + usize::from(section_raw > 0);
-            diag::push_squashed(
-                &mut section,
-                diag::bounded(trimmed, SECTION_MAX - from),
-                usize::MAX,
-            );
+            let piece = diag::bounded(trimmed, SECTION_MAX - from);
+            diag::push_squashed(&mut line_words, piece, usize::MAX);
+            diag::push_squashed_words(&mut section, &line_words, usize::MAX);
+            line_whole = piece.len() == trimmed.len();
             section_raw = from + trimmed.len();
         }
         if let Some((addr, rest)) = recipient_on_line(trimmed, family.cues) {
@@ -424,7 +428,15 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
             continue;
         }
         match current {
-            Some(i) if !closed => attach(&mut out.recipients[i], trimmed, line_marks.command),
+            Some(i) if !closed => {
+                let who = &mut out.recipients[i];
+                if line_whole {
+                    diag::push_squashed_words(&mut who.text, &line_words, WORDS_MAX);
+                    who.command = who.command.or(line_marks.command);
+                } else {
+                    attach(who, trimmed, line_marks.command);
+                }
+            }
             _ => pending.push((trimmed, line_marks.command)),
         }
     }
@@ -465,10 +477,14 @@ fn attach(who: &mut NoticeRecipient, line: &str, command: Option<&'static str>) 
     who.command = who.command.or(command);
 }
 
-/// Appends the words of `text`, one space apart, while the text is at most 4 KiB.
+/// Appends the words of `text`, one space apart, while the text is at most
+/// [`WORDS_MAX`] bytes.
 fn push_words(dst: &mut String, text: &str) {
-    diag::push_squashed(dst, text, 4096);
+    diag::push_squashed(dst, text, WORDS_MAX);
 }
+
+/// No word is added to a recipient's text once it is longer than this.
+const WORDS_MAX: usize = 4096;
 
 #[cfg(test)]
 mod tests {
