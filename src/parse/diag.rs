@@ -214,8 +214,18 @@ fn is_addr_char(c: char) -> bool {
 /// Every `local@domain` address in `text`, in order, without brackets, trailing dots
 /// or surrounding punctuation. Domains need a dot (or are a bracketed literal).
 pub fn addresses(text: &str) -> Vec<(usize, &str)> {
-    let mut out = Vec::new();
-    for (at, _) in text.match_indices('@') {
+    address_iter(text).collect()
+}
+
+/// The first of [`addresses`], without looking for the others.
+pub fn first_address(text: &str) -> Option<(usize, &str)> {
+    address_iter(text).next()
+}
+
+/// The addresses of [`addresses`], found one at a time.
+fn address_iter(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut last_start = None;
+    text.match_indices('@').filter_map(move |(at, _)| {
         let start = text[..at]
             .char_indices()
             .rev()
@@ -230,19 +240,18 @@ pub fn addresses(text: &str) -> Vec<(usize, &str)> {
         let mut addr = &text[start..end];
         addr = addr.trim_matches(|c: char| c == '.' || c == '\'' || c == '`' || c == '=');
         addr = addr.trim_end_matches(']');
-        let Some((local, domain)) = addr.split_once('@') else {
-            continue;
-        };
+        let (local, domain) = addr.split_once('@')?;
         if local.is_empty() || domain.len() < 3 || !domain.contains('.') || domain.starts_with('.')
         {
-            continue;
+            return None;
         }
-        if out.last().is_some_and(|(s, _)| *s == start) {
-            continue;
+        // Two '@' in one run of address characters name the same address once.
+        if last_start == Some(start) {
+            return None;
         }
-        out.push((start, addr));
-    }
-    out
+        last_start = Some(start);
+        Some((start, addr))
+    })
 }
 
 /// A bare address from an RFC 3464 recipient field or a `Name <addr>` header value:
@@ -257,7 +266,7 @@ pub fn bare_address(value: &str) -> Option<String> {
             }
         }
     }
-    let first = addresses(v).first().map(|(_, a)| a.to_string());
+    let first = first_address(v).map(|(_, a)| a.to_string());
     first.or_else(|| {
         let t = v.trim().trim_matches(|c| c == '<' || c == '>' || c == '"');
         (!t.is_empty() && !t.contains(char::is_whitespace)).then(|| t.to_string())
@@ -576,6 +585,23 @@ mod tests {
             strip_continuations("550 5.1.1 user unknown"),
             "550 5.1.1 user unknown"
         );
+    }
+
+    #[test]
+    fn first_address_is_the_first_of_addresses() {
+        for text in [
+            "",
+            "no address",
+            "x@y then bob@example.org and carol@example.org",
+            "a@b@example.org c@example.net",
+            "'.bob@example.org.' <=carol@[192.0.2.1]>",
+        ] {
+            assert_eq!(
+                first_address(text),
+                addresses(text).first().copied(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -422,7 +422,10 @@ impl<'m> Walker<'m> {
                     .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             ),
             (Cow::Borrowed(b), Some(dec)) => Cow::Owned(dec(b)),
-            (Cow::Borrowed(b), None) => String::from_utf8_lossy(b),
+            // Valid UTF-8 (the usual case) is checked faster than lossy decoding reads it.
+            (Cow::Borrowed(b), None) => {
+                std::str::from_utf8(b).map_or_else(|_| String::from_utf8_lossy(b), Cow::Borrowed)
+            }
         };
         let mut body = Body::text(text, encoded, raw);
         body.broken = broken;
@@ -504,9 +507,16 @@ fn str_bytes(text: Cow<'_, str>) -> Cow<'_, [u8]> {
 }
 
 fn lossy(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
+    // Valid UTF-8 (the usual case) is checked faster than lossy decoding reads it,
+    // and owned bytes are kept rather than copied.
     match bytes {
-        Cow::Borrowed(b) => String::from_utf8_lossy(b),
-        Cow::Owned(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
+        Cow::Borrowed(b) => {
+            std::str::from_utf8(b).map_or_else(|_| String::from_utf8_lossy(b), Cow::Borrowed)
+        }
+        Cow::Owned(b) => Cow::Owned(
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
     }
 }
 

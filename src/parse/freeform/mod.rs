@@ -255,8 +255,7 @@ fn starts_original_headers(line: &str) -> bool {
 
 /// If `line` introduces a recipient, the address and the rest of the line after it.
 fn recipient_on_line<'a>(line: &'a str, cues: &[&str]) -> Option<(&'a str, &'a str)> {
-    let found = diag::addresses(line);
-    let &(start, addr) = found.first()?;
+    let (start, addr) = diag::first_address(line)?;
     let before = line[..start]
         .trim_end_matches(['<', '"', '\'', '(', '['])
         .trim();
