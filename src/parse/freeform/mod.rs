@@ -326,7 +326,9 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
             }
         }
     }
-    let mut section = String::new();
+    // Capacities are upper bounds of what the notice can fill (growing by doubling
+    // would copy these texts several times).
+    let mut section = String::with_capacity(notice.len().saturating_sub(begin).min(SECTION_MAX));
     let mut section_raw = 0;
     let mut line_words = String::new();
     let mut current: Option<usize> = None;
@@ -386,7 +388,9 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
                 None => {
                     out.recipients.push(NoticeRecipient {
                         address: addr.to_string(),
-                        text: String::new(),
+                        text: String::with_capacity(
+                            notice.len().saturating_sub(line_at).min(WORDS_MAX + 64),
+                        ),
                         command: None,
                     });
                     out.recipients.len() - 1
