@@ -77,13 +77,14 @@ pub fn identity<'a>(data: &'a [u8], boundary: &[u8]) -> Part<'a> {
     }
 }
 
-/// Bytes that end a run of plain quoted-printable text.
+/// Bytes that end a run of plain quoted-printable text. Spaces and tabs do not: a
+/// run counts its own trailing whitespace (dropped at the end of a line).
 const fn special_bytes() -> [bool; 256] {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        t[i] = matches!(b, b'=' | b'-') || b.is_ascii_whitespace();
+        t[i] = matches!(b, b'=' | b'-' | b'\n' | b'\r');
         i += 1;
     }
     t
@@ -113,8 +114,19 @@ pub fn quoted_printable<'a>(data: &'a [u8], boundary: &[u8]) -> Part<'a> {
             let run = data[i..].iter().position(|&b| SPECIAL[b as usize]);
             let run_end = run.map_or(data.len(), |r| i + r);
             if run_end > i {
-                buf.extend_from_slice(&data[i..run_end]);
-                ws_count = 0;
+                let run = &data[i..run_end];
+                buf.extend_from_slice(run);
+                // The other ASCII whitespace bytes (line breaks end the run).
+                let trailing = run
+                    .iter()
+                    .rev()
+                    .take_while(|b| matches!(b, b' ' | b'\t' | 0x0C))
+                    .count();
+                ws_count = if trailing == run.len() {
+                    ws_count + trailing
+                } else {
+                    trailing
+                };
                 before_last = if run_end - i >= 2 {
                     data[run_end - 2]
                 } else {
@@ -245,6 +257,9 @@ mod tests {
             (b"=4x=4", b""),
             (b"tail  \t\nend", b""),
             (b"no boundary", b"b"),
+            (b"a \r \n\x0c \nb  =\n c\t\x0c\r\nend  ", b""),
+            (b"x \t\r\n--b", b"b"),
+            (b"  \r  \nword  word \t\n", b""),
         ] {
             same_as_mail_parser(data, b);
         }
@@ -256,7 +271,7 @@ mod tests {
             data in proptest::collection::vec(
                 prop_oneof![
                     Just(b'='), Just(b'-'), Just(b'\n'), Just(b'\r'), Just(b' '),
-                    Just(b'\t'), Just(b'A'), Just(b'f'), Just(b'3'), Just(b'b'), any::<u8>()
+                    Just(b'\t'), Just(0x0C), Just(b'A'), Just(b'f'), Just(b'3'), Just(b'b'), any::<u8>()
                 ],
                 0..60,
             ),
