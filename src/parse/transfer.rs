@@ -91,6 +91,31 @@ const fn special_bytes() -> [bool; 256] {
 }
 static SPECIAL: [bool; 256] = special_bytes();
 
+/// The first byte at or after `from` that is [`SPECIAL`] (or `data.len()`), looked
+/// for eight bytes at a time: QP bodies are mostly long plain runs.
+fn next_special(data: &[u8], mut from: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A high bit for each byte of `x` equal to `c`. A borrow only carries upward
+    // from a byte that is itself flagged, so the lowest flagged byte is a true one.
+    let equal = |x: u64, c: u8| {
+        let y = x ^ (ONES * u64::from(c));
+        y.wrapping_sub(ONES) & !y & HIGHS
+    };
+    while let Some(chunk) = data.get(from..from + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let found = equal(x, b'=') | equal(x, b'-') | equal(x, b'\n') | equal(x, b'\r');
+        if found != 0 {
+            return from + (found.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    data[from..]
+        .iter()
+        .position(|&b| SPECIAL[b as usize])
+        .map_or(data.len(), |r| from + r)
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Qp {
     Plain,
@@ -111,8 +136,7 @@ pub fn quoted_printable<'a>(data: &'a [u8], boundary: &[u8]) -> Part<'a> {
     while i < data.len() {
         if state == Qp::Plain {
             // Copy the run of ordinary bytes up to the next one that needs a decision.
-            let run = data[i..].iter().position(|&b| SPECIAL[b as usize]);
-            let run_end = run.map_or(data.len(), |r| i + r);
+            let run_end = next_special(data, i);
             if run_end > i {
                 let run = &data[i..run_end];
                 buf.extend_from_slice(run);
@@ -135,6 +159,23 @@ pub fn quoted_printable<'a>(data: &'a [u8], boundary: &[u8]) -> Part<'a> {
                 last = data[run_end - 1];
                 i = run_end;
                 continue;
+            }
+            // "=XX", the usual escape, decoded at once: what the states below do
+            // byte by byte for it (hex digits take none of the special arms).
+            if let (b'=', Some(&[a, b])) = (data[i], data.get(i + 1..i + 3)) {
+                let (hex1, hex2) = (HEX_MAP[a as usize], HEX_MAP[b as usize]);
+                if a.is_ascii_alphanumeric()
+                    && b.is_ascii_alphanumeric()
+                    && hex1 != -1
+                    && hex2 != -1
+                {
+                    buf.push(((hex1 as u8) << 4) | hex2 as u8);
+                    ws_count = 0;
+                    before_last = a;
+                    last = b;
+                    i += 3;
+                    continue;
+                }
             }
         }
         let ch = data[i];
@@ -260,12 +301,33 @@ mod tests {
             (b"a \r \n\x0c \nb  =\n c\t\x0c\r\nend  ", b""),
             (b"x \t\r\n--b", b"b"),
             (b"  \r  \nword  word \t\n", b""),
+            (b"=3D=3d=C3=A9=\n=3=\r\n=G1 =20\n=2D-b\n--b", b"b"),
+            (b"x=3D\n--b", b"b"),
         ] {
             same_as_mail_parser(data, b);
         }
     }
 
     proptest! {
+        #[test]
+        fn next_special_matches_a_byte_scan(
+            data in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'='), Just(b'-'), Just(b'\n'), Just(b'\r'), Just(b' '),
+                    Just(0x3C), Just(0x2C), Just(0x8D), Just(b'A'), any::<u8>()
+                ],
+                0..40,
+            ),
+            from in 0usize..40,
+        ) {
+            let from = from.min(data.len());
+            let want = data[from..]
+                .iter()
+                .position(|&b| SPECIAL[b as usize])
+                .map_or(data.len(), |r| from + r);
+            prop_assert_eq!(next_special(&data, from), want);
+        }
+
         #[test]
         fn decodes_like_mail_parser_on_any_input(
             data in proptest::collection::vec(
