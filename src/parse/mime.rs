@@ -632,20 +632,21 @@ pub fn html_to_text(html: &str) -> String {
         out.push_str(&rest[..lt]);
         let after = &rest[lt + 1..];
         let gt = after.find('>').map_or(after.len(), |g| g + 1);
-        let tag = after[..gt.saturating_sub(1).min(after.len())].to_ascii_lowercase();
-        let name = tag.trim_start_matches('/');
+        let tag = &after[..gt.saturating_sub(1).min(after.len())];
+        let name = tag.trim_start_matches('/').as_bytes();
+        // The tag's name, ASCII case ignored (the tag itself is not copied).
+        let is = |t: &str| {
+            name.get(..t.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(t.as_bytes()))
+        };
         if ["br", "p", "div", "tr", "li", "h1", "h2", "h3", "table"]
             .iter()
-            .any(|t| name.starts_with(t))
+            .any(|t| is(t))
         {
             out.push('\n');
         }
-        if name.starts_with("style") || name.starts_with("script") {
-            let close = if name.starts_with("style") {
-                "</style"
-            } else {
-                "</script"
-            };
+        if is("style") || is("script") {
+            let close = if is("style") { "</style" } else { "</script" };
             let lower_after = after.to_ascii_lowercase();
             rest = match lower_after.find(close) {
                 Some(i) => &after[i..],
@@ -659,6 +660,10 @@ pub fn html_to_text(html: &str) -> String {
         rest = after.get(gt..).unwrap_or("");
     }
     out.push_str(rest);
+    // Every entity decoded below starts with '&'.
+    if !out.contains('&') {
+        return out;
+    }
     out.replace("&nbsp;", " ")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
@@ -686,5 +691,14 @@ mod tests {
             "<html><style>p{x:1}</style><p>Delivery&nbsp;failed</p><b>550</b> 5.1.1<br>x",
         );
         assert_eq!(t.trim(), "Delivery failed\n550 5.1.1\nx");
+    }
+
+    #[test]
+    fn html_tag_names_ignore_case_and_odd_bytes() {
+        let t = html_to_text(
+            "a<BR>b<//Div class=x>c<Tr><h\u{e9}>d<SCRIPT>x</ScRiPt>e<STYLE x>y</style >f<t\u{e4}ble><p",
+        );
+        assert_eq!(t, "a\nb\nc\ndef");
+        assert_eq!(html_to_text("<li>x &amp;lt; &lt;"), "\nx &lt; <");
     }
 }
