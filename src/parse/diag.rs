@@ -204,14 +204,28 @@ pub(crate) fn phrase_automaton<'a>(phrases: impl IntoIterator<Item = &'a str>) -
 
 /// Characters allowed in the local part and domain of an address as servers print it.
 fn is_addr_char(c: char) -> bool {
-    c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&(c as u8))
+    } else {
+        c.is_alphanumeric()
+    }
 }
 
 /// Every `local@domain` address in `text`, in order, without brackets, trailing dots
 /// or surrounding punctuation. Domains need a dot (or are a bracketed literal).
 pub fn addresses(text: &str) -> Vec<(usize, &str)> {
-    let mut out = Vec::new();
-    for (at, _) in text.match_indices('@') {
+    address_iter(text).collect()
+}
+
+/// The first of [`addresses`], without looking for the others.
+pub fn first_address(text: &str) -> Option<(usize, &str)> {
+    address_iter(text).next()
+}
+
+/// The addresses of [`addresses`], found one at a time.
+fn address_iter(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut last_start = None;
+    text.match_indices('@').filter_map(move |(at, _)| {
         let start = text[..at]
             .char_indices()
             .rev()
@@ -226,19 +240,18 @@ pub fn addresses(text: &str) -> Vec<(usize, &str)> {
         let mut addr = &text[start..end];
         addr = addr.trim_matches(|c: char| c == '.' || c == '\'' || c == '`' || c == '=');
         addr = addr.trim_end_matches(']');
-        let Some((local, domain)) = addr.split_once('@') else {
-            continue;
-        };
+        let (local, domain) = addr.split_once('@')?;
         if local.is_empty() || domain.len() < 3 || !domain.contains('.') || domain.starts_with('.')
         {
-            continue;
+            return None;
         }
-        if out.last().is_some_and(|(s, _)| *s == start) {
-            continue;
+        // Two '@' in one run of address characters name the same address once.
+        if last_start == Some(start) {
+            return None;
         }
-        out.push((start, addr));
-    }
-    out
+        last_start = Some(start);
+        Some((start, addr))
+    })
 }
 
 /// A bare address from an RFC 3464 recipient field or a `Name <addr>` header value:
@@ -253,7 +266,7 @@ pub fn bare_address(value: &str) -> Option<String> {
             }
         }
     }
-    let first = addresses(v).first().map(|(_, a)| a.to_string());
+    let first = first_address(v).map(|(_, a)| a.to_string());
     first.or_else(|| {
         let t = v.trim().trim_matches(|c| c == '<' || c == '>' || c == '"');
         (!t.is_empty() && !t.contains(char::is_whitespace)).then(|| t.to_string())
@@ -307,55 +320,129 @@ pub fn strip_continuations(text: &str) -> std::borrow::Cow<'_, str> {
 /// Same result as joining `text.split_whitespace()` with spaces, but ASCII bytes are
 /// judged without decoding characters: this runs over every notice, and notices are
 /// mostly ASCII. Non-ASCII characters (U+3000 ideographic space, NBSP, ...) still
-/// count as whitespace exactly as [`char::is_whitespace`] says.
+/// count as whitespace exactly as [`char::is_whitespace`] says. Words separated by
+/// one plain space are copied together, so mostly-clean text is copied in long runs
+/// rather than word by word.
 pub fn squash_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut gap = false;
-    let mut rest = text;
-    while !rest.is_empty() {
-        // The longest ASCII run first, byte by byte.
-        let ascii = rest
-            .bytes()
-            .position(|b| !b.is_ascii())
-            .unwrap_or(rest.len());
-        let mut word_start = None;
-        for (i, b) in rest.as_bytes()[..ascii].iter().enumerate() {
-            // char::is_whitespace for ASCII: space, \t, \n, \x0B, \x0C, \r.
-            if matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r') {
-                if let Some(s) = word_start.take() {
-                    push_word(&mut out, &rest[s..i], &mut gap);
-                }
-                gap = true;
-            } else if word_start.is_none() {
-                word_start = Some(i);
-            }
-        }
-        if let Some(s) = word_start {
-            push_word(&mut out, &rest[s..ascii], &mut gap);
-        }
-        rest = &rest[ascii..];
-        // Then one non-ASCII character.
-        if let Some(c) = rest.chars().next() {
-            if c.is_whitespace() {
-                gap = true;
-            } else {
-                let mut buf = [0u8; 4];
-                push_word(&mut out, c.encode_utf8(&mut buf), &mut gap);
-            }
-            rest = &rest[c.len_utf8()..];
-        }
-    }
+    push_squashed(&mut out, text, usize::MAX);
     out
 }
 
-/// Appends a piece of a word, with one space before it when whitespace came between
-/// it and what `out` already holds.
-fn push_word(out: &mut String, piece: &str, gap: &mut bool) {
-    if *gap && !out.is_empty() {
-        out.push(' ');
+/// Appends the words of `text` to `dst`, each after one space unless `dst` is
+/// empty, as [`squash_whitespace`] would write them; stops before any word when
+/// `dst` is already longer than `cap` bytes.
+pub fn push_squashed(dst: &mut String, text: &str, cap: usize) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let gap = whitespace_len(text, i);
+        if gap > 0 {
+            i += gap;
+            continue;
+        }
+        // A run of words joined by single spaces, copied as it stands.
+        let start = i;
+        loop {
+            i = word_end(text, i);
+            let single_space = bytes.get(i) == Some(&b' ')
+                && i + 1 < bytes.len()
+                && whitespace_len(text, i + 1) == 0;
+            if !single_space {
+                break;
+            }
+            i += 1;
+        }
+        push_squashed_words(dst, &text[start..i], cap);
     }
-    *gap = false;
-    out.push_str(piece);
+}
+
+/// [`push_squashed`] for text that is already squashed (words joined by single
+/// spaces, no other whitespace): no need to look for whitespace again.
+pub fn push_squashed_words(dst: &mut String, squashed: &str, cap: usize) {
+    if squashed.is_empty() {
+        return;
+    }
+    // Every word starts within the cap: copy the text whole.
+    if dst.len().saturating_add(1 + squashed.len()) <= cap {
+        if !dst.is_empty() {
+            dst.push(' ');
+        }
+        dst.push_str(squashed);
+        return;
+    }
+    for word in squashed.split(' ') {
+        if dst.len() > cap {
+            return;
+        }
+        if !dst.is_empty() {
+            dst.push(' ');
+        }
+        dst.push_str(word);
+    }
+}
+
+/// The byte length of the whitespace character starting at byte `at` of `text`
+/// (a character boundary), or 0 if the character there is not whitespace.
+#[inline]
+fn whitespace_len(text: &str, at: usize) -> usize {
+    let b = text.as_bytes()[at];
+    if b.is_ascii() {
+        // char::is_whitespace for ASCII: space, \t, \n, \x0B, \x0C, \r.
+        usize::from(matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r'))
+    } else {
+        text[at..]
+            .chars()
+            .next()
+            .filter(|c| c.is_whitespace())
+            .map_or(0, char::len_utf8)
+    }
+}
+
+/// Where the word starting at byte `at` of `text` ends: the first whitespace
+/// character at or after `at`, or the end of the text.
+#[inline]
+fn word_end(text: &str, mut at: usize) -> usize {
+    let bytes = text.as_bytes();
+    while at < bytes.len() {
+        at = skip_word_bytes(bytes, at);
+        let Some(&b) = bytes.get(at) else { break };
+        if b.is_ascii() {
+            if matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r') {
+                return at;
+            }
+            at += 1;
+        } else {
+            let c = text[at..].chars().next().expect("at a character boundary");
+            if c.is_whitespace() {
+                return at;
+            }
+            at += c.len_utf8();
+        }
+    }
+    at
+}
+
+/// Skips, eight bytes at a time, bytes that are printable ASCII other than space
+/// (`!` to DEL): they are never whitespace. Returns the first byte at or after `at`
+/// that may be (a control, space or non-ASCII byte), or where fewer than eight bytes
+/// remain.
+#[inline]
+fn skip_word_bytes(bytes: &[u8], mut at: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A high bit per byte below 0x21 (the subtraction borrows) or above 0x7F.
+        // A borrow only carries upward from a byte that is itself flagged, so the
+        // lowest flagged byte is a true one.
+        let flagged = (x.wrapping_sub(ONES * 0x21) | x) & HIGHS;
+        if flagged != 0 {
+            return at + (flagged.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
@@ -395,6 +482,46 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn squash_whitespace_matches_split_whitespace_on_any_text(text in "(?s).{0,80}") {
+            let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            proptest::prop_assert_eq!(squash_whitespace(&text), want);
+        }
+
+        #[test]
+        fn push_squashed_matches_word_by_word_pushing(
+            start in "[a-z ]{0,12}",
+            text in "([a-z\u{e9}\u{3000} ]{0,5}[ \t\n]{0,2}){0,12}",
+            cap in 0usize..40,
+        ) {
+            let mut want = start.clone();
+            for w in text.split_whitespace() {
+                if want.len() > cap {
+                    break;
+                }
+                if !want.is_empty() {
+                    want.push(' ');
+                }
+                want.push_str(w);
+            }
+            let mut got = start.clone();
+            push_squashed(&mut got, &text, cap);
+            proptest::prop_assert_eq!(&got, &want);
+            let mut again = start;
+            push_squashed_words(&mut again, &squash_whitespace(&text), cap);
+            proptest::prop_assert_eq!(again, want);
+        }
+
+        #[test]
+        fn squash_matches_split_whitespace_on_long_words(
+            text in "([!-~]{0,20}[ \t\u{1c}\u{0}\u{85}\u{e9}\u{3000}]{0,2}){0,8}"
+        ) {
+            let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            proptest::prop_assert_eq!(squash_whitespace(&text), want);
+        }
+
+        #[test]
+        fn squash_matches_split_whitespace_on_spaced_words(
+            text in "([a-z\u{e9}\u{3000}\u{a0} ]{0,4}[ \t\r\n\u{b}]{0,2}){0,12}"
+        ) {
             let want = text.split_whitespace().collect::<Vec<_>>().join(" ");
             proptest::prop_assert_eq!(squash_whitespace(&text), want);
         }
@@ -458,6 +585,23 @@ mod tests {
             strip_continuations("550 5.1.1 user unknown"),
             "550 5.1.1 user unknown"
         );
+    }
+
+    #[test]
+    fn first_address_is_the_first_of_addresses() {
+        for text in [
+            "",
+            "no address",
+            "x@y then bob@example.org and carol@example.org",
+            "a@b@example.org c@example.net",
+            "'.bob@example.org.' <=carol@[192.0.2.1]>",
+        ] {
+            assert_eq!(
+                first_address(text),
+                addresses(text).first().copied(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

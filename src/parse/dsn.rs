@@ -49,7 +49,11 @@ pub fn parse(text: &str) -> DeliveryStatus {
         let mut current: Option<RecipientFacts> = None;
         for f in &block {
             let name = f.name;
-            if !is_recipient_field(name) && !name.to_ascii_lowercase().starts_with("x-") {
+            let x_field = name
+                .as_bytes()
+                .get(..2)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"x-"));
+            if !is_recipient_field(name) && !x_field {
                 per_message_field(&mut out, name, &f.value);
                 continue;
             }
@@ -71,11 +75,11 @@ pub fn parse(text: &str) -> DeliveryStatus {
 }
 
 fn per_message_field(out: &mut DeliveryStatus, name: &str, value: &str) {
-    let v = Some(fields::strip_type(value).to_string()).filter(|v| !v.is_empty());
+    let v = || Some(fields::strip_type(value).to_string()).filter(|v| !v.is_empty());
     match name.to_ascii_lowercase().as_str() {
-        "reporting-mta" => out.reporting_mta = out.reporting_mta.take().or(v),
-        "received-from-mta" => out.received_from_mta = out.received_from_mta.take().or(v),
-        "arrival-date" => out.arrival_date = out.arrival_date.take().or(v),
+        "reporting-mta" => out.reporting_mta = out.reporting_mta.take().or_else(v),
+        "received-from-mta" => out.received_from_mta = out.received_from_mta.take().or_else(v),
+        "arrival-date" => out.arrival_date = out.arrival_date.take().or_else(v),
         "x-postfix-sender" | "x-original-message-sender" | "x-sender" => {
             out.original_envelope_sender = out
                 .original_envelope_sender

@@ -422,7 +422,10 @@ impl<'m> Walker<'m> {
                     .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             ),
             (Cow::Borrowed(b), Some(dec)) => Cow::Owned(dec(b)),
-            (Cow::Borrowed(b), None) => String::from_utf8_lossy(b),
+            // Valid UTF-8 (the usual case) is checked faster than lossy decoding reads it.
+            (Cow::Borrowed(b), None) => {
+                std::str::from_utf8(b).map_or_else(|_| String::from_utf8_lossy(b), Cow::Borrowed)
+            }
         };
         let mut body = Body::text(text, encoded, raw);
         body.broken = broken;
@@ -504,9 +507,16 @@ fn str_bytes(text: Cow<'_, str>) -> Cow<'_, [u8]> {
 }
 
 fn lossy(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
+    // Valid UTF-8 (the usual case) is checked faster than lossy decoding reads it,
+    // and owned bytes are kept rather than copied.
     match bytes {
-        Cow::Borrowed(b) => String::from_utf8_lossy(b),
-        Cow::Owned(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
+        Cow::Borrowed(b) => {
+            std::str::from_utf8(b).map_or_else(|_| String::from_utf8_lossy(b), Cow::Borrowed)
+        }
+        Cow::Owned(b) => Cow::Owned(
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
     }
 }
 
@@ -586,14 +596,15 @@ fn repair_text<'m>(encoded: bool, raw: &'m [u8], text: Cow<'m, str>) -> Cow<'m, 
 
 /// True if `raw` switches to JIS X 0208 the way ISO-2022-JP text does.
 fn has_jis_escape(raw: &[u8]) -> bool {
-    raw.windows(3).any(|w| w == b"\x1b$B" || w == b"\x1b$@")
+    // Most text has no ESC at all; `contains` finds that out with memchr.
+    raw.contains(&0x1b) && raw.windows(3).any(|w| w == b"\x1b$B" || w == b"\x1b$@")
 }
 
 /// Decodes bytes of unknown charset: UTF-8 if valid; ISO-2022-JP if it has the
 /// escape sequences; otherwise whichever of Shift_JIS and EUC-JP decodes cleanly;
 /// otherwise Windows-1252 (never fails).
 pub fn decode_unlabelled(raw: &[u8]) -> Cow<'_, str> {
-    let has_esc = raw.windows(2).any(|w| w == b"\x1b$" || w == b"\x1b(");
+    let has_esc = raw.contains(&0x1b) && raw.windows(2).any(|w| w == b"\x1b$" || w == b"\x1b(");
     if !has_esc {
         if let Ok(s) = std::str::from_utf8(raw) {
             return Cow::Borrowed(s);
@@ -621,20 +632,21 @@ pub fn html_to_text(html: &str) -> String {
         out.push_str(&rest[..lt]);
         let after = &rest[lt + 1..];
         let gt = after.find('>').map_or(after.len(), |g| g + 1);
-        let tag = after[..gt.saturating_sub(1).min(after.len())].to_ascii_lowercase();
-        let name = tag.trim_start_matches('/');
+        let tag = &after[..gt.saturating_sub(1).min(after.len())];
+        let name = tag.trim_start_matches('/').as_bytes();
+        // The tag's name, ASCII case ignored (the tag itself is not copied).
+        let is = |t: &str| {
+            name.get(..t.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(t.as_bytes()))
+        };
         if ["br", "p", "div", "tr", "li", "h1", "h2", "h3", "table"]
             .iter()
-            .any(|t| name.starts_with(t))
+            .any(|t| is(t))
         {
             out.push('\n');
         }
-        if name.starts_with("style") || name.starts_with("script") {
-            let close = if name.starts_with("style") {
-                "</style"
-            } else {
-                "</script"
-            };
+        if is("style") || is("script") {
+            let close = if is("style") { "</style" } else { "</script" };
             let lower_after = after.to_ascii_lowercase();
             rest = match lower_after.find(close) {
                 Some(i) => &after[i..],
@@ -648,6 +660,10 @@ pub fn html_to_text(html: &str) -> String {
         rest = after.get(gt..).unwrap_or("");
     }
     out.push_str(rest);
+    // Every entity decoded below starts with '&'.
+    if !out.contains('&') {
+        return out;
+    }
     out.replace("&nbsp;", " ")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
@@ -675,5 +691,14 @@ mod tests {
             "<html><style>p{x:1}</style><p>Delivery&nbsp;failed</p><b>550</b> 5.1.1<br>x",
         );
         assert_eq!(t.trim(), "Delivery failed\n550 5.1.1\nx");
+    }
+
+    #[test]
+    fn html_tag_names_ignore_case_and_odd_bytes() {
+        let t = html_to_text(
+            "a<BR>b<//Div class=x>c<Tr><h\u{e9}>d<SCRIPT>x</ScRiPt>e<STYLE x>y</style >f<t\u{e4}ble><p",
+        );
+        assert_eq!(t, "a\nb\nc\ndef");
+        assert_eq!(html_to_text("<li>x &amp;lt; &lt;"), "\nx &lt; <");
     }
 }

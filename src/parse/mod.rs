@@ -413,7 +413,10 @@ fn freeform_recipient(address: &str, text: &str, section: &str) -> RecipientFact
 
 /// Fills what the text supports when nothing stated it, and sets the message kind.
 fn finish(mut out: ParsedMessage) -> ParsedMessage {
-    let notice_class = out.notice.as_deref().and_then(class_from_wording);
+    // Read only if some recipient needs it: the wording search runs over the notice.
+    let notice = out.notice.as_deref();
+    let notice_class = std::cell::OnceCell::new();
+    let notice_class = || *notice_class.get_or_init(|| notice.and_then(class_from_wording));
     let mut any_failed = false;
     for r in &mut out.recipients {
         let action = r.action.as_deref().unwrap_or("failed");
@@ -427,12 +430,12 @@ fn finish(mut out: ParsedMessage) -> ParsedMessage {
                 .map(|c| (c / 100) as u8)
                 .filter(|c| matches!(c, 4 | 5))
                 .or_else(|| r.diagnostic.as_deref().and_then(class_from_wording))
-                .or(match action {
+                .or_else(|| match action {
                     "delayed" => Some(4),
-                    "failed" if r.diagnostic.is_some() || notice_class.is_none() => Some(5),
+                    "failed" if r.diagnostic.is_some() || notice_class().is_none() => Some(5),
                     _ => None,
                 })
-                .or(notice_class);
+                .or_else(notice_class);
             r.status = class.map(|c| StatusCode::new(c, 0, 0));
             r.status_inferred = r.status.is_some();
             if delivered {

@@ -36,9 +36,7 @@ pub fn addressed_to(h: &HeaderBlock<'_>) -> Vec<String> {
                 .match_indices("for ")
                 .find(|(i, _)| *i > 0 && lower.as_bytes()[i - 1].is_ascii_whitespace())?
                 .0;
-            diag::addresses(text.get(at..)?)
-                .first()
-                .map(|(_, a)| a.to_string())
+            diag::first_address(text.get(at..)?).map(|(_, a)| a.to_string())
         })
         .take(1)
         .collect()

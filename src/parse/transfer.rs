@@ -77,18 +77,44 @@ pub fn identity<'a>(data: &'a [u8], boundary: &[u8]) -> Part<'a> {
     }
 }
 
-/// Bytes that end a run of plain quoted-printable text.
+/// Bytes that end a run of plain quoted-printable text. Spaces and tabs do not: a
+/// run counts its own trailing whitespace (dropped at the end of a line).
 const fn special_bytes() -> [bool; 256] {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        t[i] = matches!(b, b'=' | b'-') || b.is_ascii_whitespace();
+        t[i] = matches!(b, b'=' | b'-' | b'\n' | b'\r');
         i += 1;
     }
     t
 }
 static SPECIAL: [bool; 256] = special_bytes();
+
+/// The first byte at or after `from` that is [`SPECIAL`] (or `data.len()`), looked
+/// for eight bytes at a time: QP bodies are mostly long plain runs.
+fn next_special(data: &[u8], mut from: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A high bit for each byte of `x` equal to `c`. A borrow only carries upward
+    // from a byte that is itself flagged, so the lowest flagged byte is a true one.
+    let equal = |x: u64, c: u8| {
+        let y = x ^ (ONES * u64::from(c));
+        y.wrapping_sub(ONES) & !y & HIGHS
+    };
+    while let Some(chunk) = data.get(from..from + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let found = equal(x, b'=') | equal(x, b'-') | equal(x, b'\n') | equal(x, b'\r');
+        if found != 0 {
+            return from + (found.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    data[from..]
+        .iter()
+        .position(|&b| SPECIAL[b as usize])
+        .map_or(data.len(), |r| from + r)
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Qp {
@@ -110,11 +136,21 @@ pub fn quoted_printable<'a>(data: &'a [u8], boundary: &[u8]) -> Part<'a> {
     while i < data.len() {
         if state == Qp::Plain {
             // Copy the run of ordinary bytes up to the next one that needs a decision.
-            let run = data[i..].iter().position(|&b| SPECIAL[b as usize]);
-            let run_end = run.map_or(data.len(), |r| i + r);
+            let run_end = next_special(data, i);
             if run_end > i {
-                buf.extend_from_slice(&data[i..run_end]);
-                ws_count = 0;
+                let run = &data[i..run_end];
+                buf.extend_from_slice(run);
+                // The other ASCII whitespace bytes (line breaks end the run).
+                let trailing = run
+                    .iter()
+                    .rev()
+                    .take_while(|b| matches!(b, b' ' | b'\t' | 0x0C))
+                    .count();
+                ws_count = if trailing == run.len() {
+                    ws_count + trailing
+                } else {
+                    trailing
+                };
                 before_last = if run_end - i >= 2 {
                     data[run_end - 2]
                 } else {
@@ -123,6 +159,23 @@ pub fn quoted_printable<'a>(data: &'a [u8], boundary: &[u8]) -> Part<'a> {
                 last = data[run_end - 1];
                 i = run_end;
                 continue;
+            }
+            // "=XX", the usual escape, decoded at once: what the states below do
+            // byte by byte for it (hex digits take none of the special arms).
+            if let (b'=', Some(&[a, b])) = (data[i], data.get(i + 1..i + 3)) {
+                let (hex1, hex2) = (HEX_MAP[a as usize], HEX_MAP[b as usize]);
+                if a.is_ascii_alphanumeric()
+                    && b.is_ascii_alphanumeric()
+                    && hex1 != -1
+                    && hex2 != -1
+                {
+                    buf.push(((hex1 as u8) << 4) | hex2 as u8);
+                    ws_count = 0;
+                    before_last = a;
+                    last = b;
+                    i += 3;
+                    continue;
+                }
             }
         }
         let ch = data[i];
@@ -245,6 +298,11 @@ mod tests {
             (b"=4x=4", b""),
             (b"tail  \t\nend", b""),
             (b"no boundary", b"b"),
+            (b"a \r \n\x0c \nb  =\n c\t\x0c\r\nend  ", b""),
+            (b"x \t\r\n--b", b"b"),
+            (b"  \r  \nword  word \t\n", b""),
+            (b"=3D=3d=C3=A9=\n=3=\r\n=G1 =20\n=2D-b\n--b", b"b"),
+            (b"x=3D\n--b", b"b"),
         ] {
             same_as_mail_parser(data, b);
         }
@@ -252,11 +310,30 @@ mod tests {
 
     proptest! {
         #[test]
+        fn next_special_matches_a_byte_scan(
+            data in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'='), Just(b'-'), Just(b'\n'), Just(b'\r'), Just(b' '),
+                    Just(0x3C), Just(0x2C), Just(0x8D), Just(b'A'), any::<u8>()
+                ],
+                0..40,
+            ),
+            from in 0usize..40,
+        ) {
+            let from = from.min(data.len());
+            let want = data[from..]
+                .iter()
+                .position(|&b| SPECIAL[b as usize])
+                .map_or(data.len(), |r| from + r);
+            prop_assert_eq!(next_special(&data, from), want);
+        }
+
+        #[test]
         fn decodes_like_mail_parser_on_any_input(
             data in proptest::collection::vec(
                 prop_oneof![
                     Just(b'='), Just(b'-'), Just(b'\n'), Just(b'\r'), Just(b' '),
-                    Just(b'\t'), Just(b'A'), Just(b'f'), Just(b'3'), Just(b'b'), any::<u8>()
+                    Just(b'\t'), Just(0x0C), Just(b'A'), Just(b'f'), Just(b'3'), Just(b'b'), any::<u8>()
                 ],
                 0..60,
             ),

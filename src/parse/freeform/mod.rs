@@ -255,8 +255,7 @@ fn starts_original_headers(line: &str) -> bool {
 
 /// If `line` introduces a recipient, the address and the rest of the line after it.
 fn recipient_on_line<'a>(line: &'a str, cues: &[&str]) -> Option<(&'a str, &'a str)> {
-    let found = diag::addresses(line);
-    let &(start, addr) = found.first()?;
+    let (start, addr) = diag::first_address(line)?;
     let before = line[..start]
         .trim_end_matches(['<', '"', '\'', '(', '['])
         .trim();
@@ -301,6 +300,9 @@ fn is_boilerplate(line: &str) -> bool {
         || line.starts_with("****")
 }
 
+/// How much of the recipient section (before squashing) [`NoticeScan::section`] keeps.
+const SECTION_MAX: usize = 8192;
+
 /// Scans a notice for recipients and their error lines; `marks` are the notice's
 /// ([`NoticeMarks::find`]).
 pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
@@ -324,7 +326,11 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
             }
         }
     }
-    let mut section = String::new();
+    // Capacities are upper bounds of what the notice can fill (growing by doubling
+    // would copy these texts several times).
+    let mut section = String::with_capacity(notice.len().saturating_sub(begin).min(SECTION_MAX));
+    let mut section_raw = 0;
+    let mut line_words = String::new();
     let mut current: Option<usize> = None;
     // Sendmail transcripts end each recipient's story with a summary line
     // ("554 <bob@example.org>... Host unknown"); the lines after it (">>> DATA",
@@ -342,7 +348,7 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
         let trimmed_at = line_at + (trimmed.as_ptr() as usize - line.as_ptr() as usize);
         let line_marks = LineMarks::of(marks, trimmed_at, trimmed, family_index);
         let original_start = line_marks.original || starts_original_headers(line);
-        if original_start && (!out.recipients.is_empty() || !section.is_empty()) {
+        if original_start && (!out.recipients.is_empty() || section_raw > 0) {
             out.original_at = Some(line_at);
             break;
         }
@@ -350,10 +356,21 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
             out.original_at = Some(line_at);
             break;
         }
-        if !section.is_empty() {
-            section.push(' ');
+        // The section is the first SECTION_MAX bytes of the trimmed lines joined by
+        // spaces, squashed: it is squashed as it is gathered, and `section_raw` counts
+        // where the unsquashed text would have reached.
+        // The line is squashed once, into `line_words`, for both the section and the
+        // recipient's text (`line_whole` when that is the whole line).
+        line_words.clear();
+        let mut line_whole = false;
+        if section_raw < SECTION_MAX {
+            let from = section_raw + usize::from(section_raw > 0);
+            let piece = diag::bounded(trimmed, SECTION_MAX - from);
+            diag::push_squashed(&mut line_words, piece, usize::MAX);
+            diag::push_squashed_words(&mut section, &line_words, usize::MAX);
+            line_whole = piece.len() == trimmed.len();
+            section_raw = from + trimmed.len();
         }
-        section.push_str(trimmed);
         if let Some((addr, rest)) = recipient_on_line(trimmed, family.cues) {
             if family
                 .skip_addresses
@@ -371,7 +388,9 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
                 None => {
                     out.recipients.push(NoticeRecipient {
                         address: addr.to_string(),
-                        text: String::new(),
+                        text: String::with_capacity(
+                            notice.len().saturating_sub(line_at).min(WORDS_MAX + 64),
+                        ),
                         command: None,
                     });
                     out.recipients.len() - 1
@@ -412,7 +431,15 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
             continue;
         }
         match current {
-            Some(i) if !closed => attach(&mut out.recipients[i], trimmed, line_marks.command),
+            Some(i) if !closed => {
+                let who = &mut out.recipients[i];
+                if line_whole {
+                    diag::push_squashed_words(&mut who.text, &line_words, WORDS_MAX);
+                    who.command = who.command.or(line_marks.command);
+                } else {
+                    attach(who, trimmed, line_marks.command);
+                }
+            }
             _ => pending.push((trimmed, line_marks.command)),
         }
     }
@@ -421,7 +448,7 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
             attach(&mut out.recipients[i], l, command);
         }
     }
-    out.section = diag::squash_whitespace(diag::bounded(&section, 8192));
+    out.section = section;
     out
 }
 
@@ -453,17 +480,14 @@ fn attach(who: &mut NoticeRecipient, line: &str, command: Option<&'static str>) 
     who.command = who.command.or(command);
 }
 
+/// Appends the words of `text`, one space apart, while the text is at most
+/// [`WORDS_MAX`] bytes.
 fn push_words(dst: &mut String, text: &str) {
-    for w in text.split_whitespace() {
-        if dst.len() > 4096 {
-            return;
-        }
-        if !dst.is_empty() {
-            dst.push(' ');
-        }
-        dst.push_str(w);
-    }
+    diag::push_squashed(dst, text, WORDS_MAX);
 }
+
+/// No word is added to a recipient's text once it is longer than this.
+const WORDS_MAX: usize = 4096;
 
 #[cfg(test)]
 mod tests {
