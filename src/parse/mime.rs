@@ -631,8 +631,15 @@ pub fn html_to_text(html: &str) -> String {
     while let Some(lt) = rest.find('<') {
         out.push_str(&rest[..lt]);
         let after = &rest[lt + 1..];
-        let gt = after.find('>').map_or(after.len(), |g| g + 1);
-        let tag = &after[..gt.saturating_sub(1).min(after.len())];
+        // The tag runs to its '>'. One never closed runs to the end of the text, less
+        // its last character (as it always has: a cut-off "<p" is not a paragraph).
+        let (tag, gt) = match after.find('>') {
+            Some(g) => (&after[..g], g + 1),
+            None => {
+                let last = after.char_indices().next_back().map_or(0, |(i, _)| i);
+                (&after[..last], after.len())
+            }
+        };
         let name = tag.trim_start_matches('/').as_bytes();
         // The tag's name, ASCII case ignored (the tag itself is not copied).
         let is = |t: &str| {
@@ -691,6 +698,25 @@ mod tests {
             "<html><style>p{x:1}</style><p>Delivery&nbsp;failed</p><b>550</b> 5.1.1<br>x",
         );
         assert_eq!(t.trim(), "Delivery failed\n550 5.1.1\nx");
+    }
+
+    /// Found by cargo fuzz: a tag left open at the end of an HTML notice, its last
+    /// character multi-byte, was cut inside that character.
+    #[test]
+    fn regression_unclosed_tag_ending_in_a_multibyte_character() {
+        assert_eq!(
+            html_to_text("550 user unknown <td style=\"x\u{fffd}"),
+            "550 user unknown "
+        );
+        assert_eq!(html_to_text("a<\u{3042}"), "a");
+        assert_eq!(html_to_text("<p"), "");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn html_to_text_takes_any_text(html in "(?s).{0,40}") {
+            let _ = html_to_text(&html);
+        }
     }
 
     #[test]
