@@ -382,14 +382,20 @@ pub fn push_squashed_words(dst: &mut String, squashed: &str, cap: usize) {
     }
 }
 
+/// [`char::is_whitespace`] for an ASCII byte: space, \t, \n, \x0B, \x0C, \r
+/// ([`u8::is_ascii_whitespace`] leaves out \x0B, so it would disagree).
+#[inline]
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
+}
+
 /// The byte length of the whitespace character starting at byte `at` of `text`
 /// (a character boundary), or 0 if the character there is not whitespace.
 #[inline]
 fn whitespace_len(text: &str, at: usize) -> usize {
     let b = text.as_bytes()[at];
     if b.is_ascii() {
-        // char::is_whitespace for ASCII: space, \t, \n, \x0B, \x0C, \r.
-        usize::from(matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r'))
+        usize::from(is_ascii_space(b))
     } else {
         text[at..]
             .chars()
@@ -408,7 +414,7 @@ fn word_end(text: &str, mut at: usize) -> usize {
         at = skip_word_bytes(bytes, at);
         let Some(&b) = bytes.get(at) else { break };
         if b.is_ascii() {
-            if matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r') {
+            if is_ascii_space(b) {
                 return at;
             }
             at += 1;
