@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run). Installs what the tests need on a
-# fresh Debian machine when run as root, then runs the whole test suite (release build;
-# extra arguments go to `cargo test`, e.g. `--test daemon_suite`).
+# fresh Debian machine when run as root, then runs the whole test suite (optimised build,
+# profile `ci` = release without LTO; extra arguments go to `cargo test`, e.g.
+# `--test daemon_suite`).
 #
 # Tools the tests call, and their Debian packages: promtool (prometheus: metrics output,
 # alert rules, dashboard queries), openssl (test certificates for STARTTLS), systemd-analyze
@@ -28,4 +29,4 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
-cargo test --locked --release "$@"
+cargo test --locked --profile ci "$@"
