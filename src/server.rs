@@ -269,7 +269,7 @@ impl Daemon {
         let _ = self.replay.await;
         let _ = self.pipeline.await;
         self.advisor.closed().await;
-        self.events.close().await;
+        self.events.close();
         self.spool.close().await;
         if let Some(h) = self.http {
             let _ = h.await;

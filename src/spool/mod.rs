@@ -42,7 +42,6 @@ use crate::model::Envelope;
 use crate::Shutdown;
 pub use recovery::Pending;
 use segment::Outcome;
-pub(crate) use writer::recv_batch;
 use writer::{Cmd, Writer};
 
 /// After this many recovery attempts that died mid-processing, a message is
