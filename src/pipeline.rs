@@ -55,7 +55,7 @@ pub fn classify_one(
 
 /// Most messages taken into one batch: under load a batch shares one events-log fsync
 /// and one wake-up; small enough that the last in a batch does not wait long for the
-/// others (32 typical DSNs classify in about 2 ms).
+/// others (32 typical DSNs classify in about 3 ms).
 const MAX_BATCH: usize = 32;
 /// Longest back-off between retries of a failing events-log write or advice hand-off.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -113,7 +113,14 @@ impl Pipeline {
     /// One classification thread: batch after batch until stop or end of input.
     fn work(&self, queue: &JobQueue, rt: &Handle, stop: &Shutdown) {
         while let Some(batch) = next_batch(queue, rt, stop) {
-            self.process(batch, rt, stop);
+            // The classifier's panics are caught per message in `classify`; this guards
+            // the thread against anything else, so the pipeline never loses a worker.
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.process(batch, rt, stop))) {
+                error!(
+                    panic = %panic_message(&*panic),
+                    "processing a batch failed; its unfinished messages stay in the spool until the next start"
+                );
+            }
         }
     }
 
