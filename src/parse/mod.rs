@@ -209,8 +209,7 @@ fn parse_parts(parts: &mime::BounceParts<'_>) -> ParsedMessage {
             return finish(out);
         }
     }
-    let blocks = fields::parse_blocks(&notice);
-    if dsn::looks_like_report(&blocks) {
+    if dsn::holds_report(&notice) {
         let report = dsn::parse(&notice);
         if !report.recipients.is_empty() {
             out.format = family.name;
