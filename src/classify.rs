@@ -95,7 +95,15 @@ fn judge<'r>(
     let mut diagnostic = r
         .diagnostic
         .as_deref()
-        .map(|d| parse::diag::strip_continuations(&parse::diag::squash_whitespace(d)).into_owned())
+        .map(|d| {
+            // Squashed once; copied again only if continuations were stripped.
+            let squashed = parse::diag::squash_whitespace(d);
+            let stripped = match parse::diag::strip_continuations(&squashed) {
+                std::borrow::Cow::Owned(stripped) => Some(stripped),
+                std::borrow::Cow::Borrowed(_) => None,
+            };
+            stripped.unwrap_or(squashed)
+        })
         .unwrap_or_default();
     // Fields in which the reporting MTA states its own classification are matched
     // like the server's words ("x-powermta-bouncecategory: bad-mailbox").

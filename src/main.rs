@@ -231,7 +231,7 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(dir)
+    let mut entries: Vec<(std::ffi::OsString, PathBuf, bool)> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| {
             let e = e.ok()?;
@@ -242,11 +242,13 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
                 Ok(t) if t.is_file() => false,
                 _ => path.is_dir(),
             };
-            Some((path, is_dir))
+            Some((e.file_name(), path, is_dir))
         })
         .collect();
-    entries.sort();
-    for (path, is_dir) in entries {
+    // By name: the same order as sorting the paths (they differ only in their last
+    // component), without comparing them component by component.
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (_, path, is_dir) in entries {
         if is_dir {
             collect_dir(&path, out)?;
         } else {

@@ -6,6 +6,10 @@
 //! code only in Diagnostic-Code. This parser reads them all the same way and keeps
 //! every field it does not model as an extension.
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
 use super::diag;
 use super::fields::{self, Block};
 use crate::model::{RecipientFacts, StatusCode};
@@ -173,6 +177,15 @@ pub fn better_status(field: Option<StatusCode>, text: Option<StatusCode>) -> Opt
         }
         (f, _) => f,
     }
+}
+
+/// True if `text` holds a report pasted into plain text: [`looks_like_report`] of its
+/// field blocks. Most notices have no `Final-Recipient` field at all, and one
+/// prefiltered search for the name says so before the text is split into fields.
+pub fn holds_report(text: &str) -> bool {
+    static FIELD_NAME: LazyLock<AhoCorasick> =
+        LazyLock::new(|| diag::phrase_automaton(["final-recipient"]));
+    FIELD_NAME.is_match(text) && looks_like_report(&fields::parse_blocks(text))
 }
 
 /// True if `block` looks like a delivery-status group (used to find reports pasted

@@ -209,8 +209,7 @@ fn parse_parts(parts: &mime::BounceParts<'_>) -> ParsedMessage {
             return finish(out);
         }
     }
-    let blocks = fields::parse_blocks(&notice);
-    if dsn::looks_like_report(&blocks) {
+    if dsn::holds_report(&notice) {
         let report = dsn::parse(&notice);
         if !report.recipients.is_empty() {
             out.format = family.name;
@@ -453,6 +452,13 @@ fn finish(mut out: ParsedMessage) -> ParsedMessage {
 
 /// Exchange's "Generating server: host" line: the server that wrote the NDR.
 fn generating_server(notice: &str) -> Option<String> {
+    // Most notices have no such line: one prefiltered search for the phrase rules
+    // that out before the notice is read line by line.
+    static PHRASE: LazyLock<AhoCorasick> =
+        LazyLock::new(|| diag::phrase_automaton(["generating server:"]));
+    if !PHRASE.is_match(notice) {
+        return None;
+    }
     notice.lines().find_map(|l| {
         let t = l.trim();
         let rest = t

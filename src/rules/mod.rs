@@ -408,14 +408,16 @@ fn parse_source(src: &RuleSource, regexes: &mut Regexes) -> Result<Vec<Rule>> {
     Ok(out)
 }
 
+/// What two rules must share to tie at all (the first test of [`static_tie`]).
+fn rank_shape(r: &Rule) -> (bool, i32, u8) {
+    (r.has_content(), r.priority, r.extra_selectors())
+}
+
 /// Whether two rules could both match one failure with equal rank, known statically:
 /// same rank-relevant shape, overlapping status selectors of equal tier and width, and
 /// for every pattern selector either both absent or a pattern in common.
 fn static_tie(a: &Rule, b: &Rule) -> bool {
-    if a.has_content() != b.has_content()
-        || a.priority != b.priority
-        || a.extra_selectors() != b.extra_selectors()
-    {
+    if rank_shape(a) != rank_shape(b) {
         return false;
     }
     let status_overlap = match (a.status.is_empty(), b.status.is_empty()) {
@@ -498,10 +500,18 @@ impl RuleSet {
     }
 
     fn compile(rules: Vec<Rule>) -> Result<RuleSet> {
-        // Refuse ties that can be known statically (quadratic, but a few thousand rules
-        // check in milliseconds, once per load).
+        // Refuse ties that can be known statically. Only rules of the same rank shape
+        // can tie (see `static_tie`), so each rule is compared with the later rules of
+        // its shape only: the same pairs fail, found in the same order, as comparing
+        // every pair (quadratic) would.
+        let mut by_shape: HashMap<(bool, i32, u8), Vec<usize>> = HashMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            by_shape.entry(rank_shape(r)).or_default().push(i);
+        }
         for (i, a) in rules.iter().enumerate() {
-            for b in &rules[i + 1..] {
+            let same_shape = &by_shape[&rank_shape(a)];
+            let later = &same_shape[same_shape.partition_point(|&j| j <= i)..];
+            for b in later.iter().map(|&j| &rules[j]) {
                 if static_tie(a, b) {
                     return Err(rules_error(
                         &b.origin.file,

@@ -314,10 +314,8 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
     // The section starts after the family's start marker, if it has one and it is present.
     let mut begin = 0;
     if !family.start.is_empty() {
-        // ASCII lower case keeps byte offsets aligned with `notice`.
-        let lower_notice = notice.to_ascii_lowercase();
         for m in family.start {
-            if let Some(end) = find_spread(&lower_notice, m) {
+            if let Some(end) = find_spread(notice, m) {
                 // From the marker's own line: some put the first address on it
                 // ("Did not reach the following recipient: bob@example.org").
                 begin = notice[..end].rfind('\n').map_or(0, |n| n + 1);
@@ -452,23 +450,56 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
     out
 }
 
-/// Where `phrase` ends in `text`, allowing any run of whitespace (line breaks
-/// included) wherever the phrase has a space: notices wrap their sentences anywhere.
+/// Where `phrase` (lower case) ends in `text` read in ASCII lower case, allowing any
+/// run of whitespace (line breaks included) wherever the phrase has a space: notices
+/// wrap their sentences anywhere. The first word's occurrences are tried in order,
+/// each search resuming after the previous occurrence (as `match_indices` would in
+/// the lower-cased text, which is not built).
 fn find_spread(text: &str, phrase: &str) -> Option<usize> {
     let mut words = phrase.split(' ').filter(|w| !w.is_empty());
     let first = words.next()?;
     let rest: Vec<&str> = words.collect();
-    'start: for (at, _) in text.match_indices(first) {
+    let mut from = 0;
+    'start: while let Some(at) = find_lowered(text.as_bytes(), first.as_bytes(), from) {
+        from = at + first.len();
         let mut pos = at + first.len();
         for w in &rest {
             let after = &text[pos..];
             let trimmed = after.trim_start();
-            if trimmed.len() == after.len() || !trimmed.starts_with(w) {
+            if trimmed.len() == after.len()
+                || !lowered_starts_with(trimmed.as_bytes(), w.as_bytes())
+            {
                 continue 'start;
             }
             pos += after.len() - trimmed.len() + w.len();
         }
         return Some(pos);
+    }
+    None
+}
+
+/// Whether `text`, ASCII lower-cased, starts with `word`.
+fn lowered_starts_with(text: &[u8], word: &[u8]) -> bool {
+    text.len() >= word.len()
+        && text
+            .iter()
+            .zip(word)
+            .all(|(t, w)| t.to_ascii_lowercase() == *w)
+}
+
+/// The first position at or after `from` where `text`, ASCII lower-cased, has
+/// `word` (not empty). Such a position is a character boundary: `word` is UTF-8 and
+/// its first byte is matched exactly or as an ASCII letter's other case.
+fn find_lowered(text: &[u8], word: &[u8], from: usize) -> Option<usize> {
+    let first = *word.first()?;
+    let last_start = text.len().checked_sub(word.len())?;
+    let mut i = from;
+    while i <= last_start {
+        let at = i + memchr::memchr2(first, first.to_ascii_uppercase(), &text[i..=last_start])?;
+        if lowered_starts_with(&text[at..], word) {
+            return Some(at);
+        }
+        i = at + 1;
     }
     None
 }
@@ -524,6 +555,47 @@ mod tests {
         let end = find_spread(text, "the following address(es) failed").unwrap();
         assert_eq!(&text[end..end + 1], ":");
         assert_eq!(find_spread(text, "following addresses failed"), None);
+    }
+
+    /// The reading `find_spread` replaced: the whole text lower-cased first.
+    fn find_spread_in_lowered_copy(text: &str, phrase: &str) -> Option<usize> {
+        let text = text.to_ascii_lowercase();
+        let mut words = phrase.split(' ').filter(|w| !w.is_empty());
+        let first = words.next()?;
+        let rest: Vec<&str> = words.collect();
+        'start: for (at, _) in text.match_indices(first) {
+            let mut pos = at + first.len();
+            for w in &rest {
+                let after = &text[pos..];
+                let trimmed = after.trim_start();
+                if trimmed.len() == after.len() || !trimmed.starts_with(w) {
+                    continue 'start;
+                }
+                pos += after.len() - trimmed.len() + w.len();
+            }
+            return Some(pos);
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_spread_reads_the_text_as_lower_case(
+            text in "[aAbB \n\u{e9}\u{3000}]{0,40}",
+            phrase in "[abB \u{e9}]{0,8}",
+        ) {
+            proptest::prop_assert_eq!(
+                find_spread(&text, &phrase),
+                find_spread_in_lowered_copy(&text, &phrase)
+            );
+        }
+    }
+
+    #[test]
+    fn start_markers_ignore_ascii_case() {
+        let text = "Your message DID NOT REACH the\r\n following recipient: bob@example.org";
+        let end = find_spread(text, "did not reach the following recipient").unwrap();
+        assert_eq!(&text[end..end + 1], ":");
     }
 
     #[test]
