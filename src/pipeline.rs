@@ -54,9 +54,10 @@ pub fn classify_one(
 }
 
 /// Most messages taken into one batch: under load a batch shares one events-log fsync
-/// and one wake-up; small enough that the last in a batch does not wait long for the
-/// others (32 typical DSNs classify in about 3 ms).
-const MAX_BATCH: usize = 32;
+/// and one wake-up; small enough that the first in a batch does not wait long for the
+/// others (8 typical DSNs classify in under 1 ms; with 32, scripts/bench-ingest.sh saw
+/// p99 accept -> classified <= 50 ms at 32 sessions, with 8 <= 10 ms).
+const MAX_BATCH: usize = 8;
 /// Longest back-off between retries of a failing events-log write or advice hand-off.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
