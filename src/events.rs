@@ -35,9 +35,9 @@ struct EventLine<'a> {
     envelope_to: &'a [String],
 }
 
-/// The JSON lines for a processed message, newline-terminated.
-pub fn render(msg: &ProcessedMessage) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024 * msg.rows.len().max(1));
+/// Appends the JSON lines for a processed message, newline-terminated, to `out`.
+pub fn render_into(msg: &ProcessedMessage, out: &mut Vec<u8>) {
+    out.reserve(1024 * msg.rows.len().max(1));
     for row in &msg.rows {
         let line = EventLine {
             row,
@@ -46,10 +46,9 @@ pub fn render(msg: &ProcessedMessage) -> Vec<u8> {
             envelope_from: &msg.envelope.mail_from,
             envelope_to: &msg.envelope.rcpt_to,
         };
-        serde_json::to_writer(&mut out, &line).expect("rows serialize");
+        serde_json::to_writer(&mut *out, &line).expect("rows serialize");
         out.push(b'\n');
     }
-    out
 }
 
 /// The events log, shared by the classification threads.

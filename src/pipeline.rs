@@ -138,17 +138,18 @@ impl Pipeline {
                 self.quarantine(job, &why, rt);
                 continue;
             }
-            match self.classify(&job, &rules) {
+            let queue_id = job.id.to_string();
+            match self.classify(&job, &queue_id, &rules) {
                 Ok((parsed, rows)) => {
                     let msg = ProcessedMessage {
-                        queue_id: job.id.to_string(),
+                        queue_id,
                         received_at: rfc3339(job.received_micros),
                         envelope: job.envelope.clone(),
                         raw: job.raw.clone(),
                         parsed,
                         rows,
                     };
-                    lines.extend_from_slice(&events::render(&msg));
+                    events::render_into(&msg, &mut lines);
                     classified.push((job, msg));
                 }
                 Err(why) => self.quarantine(job, &why, rt),
@@ -184,11 +185,11 @@ impl Pipeline {
     fn classify(
         &self,
         job: &Spooled,
+        queue_id: &str,
         rules: &RuleSet,
     ) -> Result<(ParsedMessage, Vec<Row>), String> {
-        let qid = job.id.to_string();
         match catch_unwind(AssertUnwindSafe(|| {
-            (self.classifier)(&job.raw, rules, self.lang, &qid)
+            (self.classifier)(&job.raw, rules, self.lang, queue_id)
         })) {
             Ok((parsed, rows)) if !rows.is_empty() => Ok((parsed, rows)),
             Ok(_) => Err("the classifier returned no rows".to_string()),
