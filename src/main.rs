@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 use bouncelens::classify;
 use bouncelens::config::Config;
@@ -186,15 +188,20 @@ fn load_rules(builtin: bool, dirs: &[PathBuf]) -> Result<RuleSet> {
 
 fn serve(config: Option<&Path>, log_format: LogFormat) -> Result<ExitCode> {
     let cfg = load_config(config)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // RUST_LOG as `level` or `target=level,...` (tracing-subscriber's `Targets`: its
+    // `EnvFilter` would pull in full-DFA regex building, which then slows every
+    // rule regex the classifier compiles).
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(io::stderr().is_terminal())
         .with_writer(io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
+        LogFormat::Text => registry.with(layer).init(),
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
