@@ -19,6 +19,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod parse;
+pub mod phrases;
 pub mod pipeline;
 pub mod rules;
 pub mod server;

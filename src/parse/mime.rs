@@ -22,6 +22,8 @@ use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::parsers::MessageStream;
 use mail_parser::ContentType;
 
+use crate::phrases::find_ignore_ascii_case;
+
 use super::header::{self, HeaderBlock};
 use super::transfer;
 
@@ -653,9 +655,8 @@ pub fn html_to_text(html: &str) -> String {
             out.push('\n');
         }
         if is("style") || is("script") {
-            let close = if is("style") { "</style" } else { "</script" };
-            let lower_after = after.to_ascii_lowercase();
-            rest = match lower_after.find(close) {
+            let close: &[u8] = if is("style") { b"</style" } else { b"</script" };
+            rest = match find_ignore_ascii_case(after.as_bytes(), close) {
                 Some(i) => &after[i..],
                 None => "",
             };

@@ -2,22 +2,23 @@
 //!
 //! Rule files hold hundreds of patterns; trying each as its own regex per message
 //! would dominate classification time. Plain phrases (the large majority, including
-//! patterns whose only syntax is escaped punctuation) go into one Aho-Corasick
-//! automaton, so a message costs one scan whatever the number of rules. The few real
-//! regexes are gated by that same scan: each one's required phrases (literals it
-//! cannot match without, see [`required_phrases`]) join the automaton, and a regex
+//! patterns whose only syntax is escaped punctuation) go into one [`PhraseSet`], so a
+//! message costs one scan whatever the number of rules. The few real regexes are
+//! gated by that same scan: each one's required phrases (literals it cannot match
+//! without, see [`required_phrases`]) join the set, and a regex
 //! only runs on a text that holds all of them (most texts hold none).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder};
+
+use crate::phrases::PhraseSet;
 
 /// A compiled set of case-insensitive patterns, each tagged with an owner (a rule index).
 #[derive(Debug, Default)]
 pub struct PatternSet {
-    literals: Option<AhoCorasick>,
+    literals: PhraseSet,
     literal_owner: Vec<Vec<usize>>,
     /// Per phrase: its gate number if some regex requires it (see the module doc).
     gate_of: Vec<Option<usize>>,
@@ -252,17 +253,7 @@ impl PatternSet {
                     .collect()
             })
             .collect();
-        let literals = if lit.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&lit)
-                    .map_err(|e| e.to_string())?,
-            )
-        };
+        let literals = PhraseSet::new(&lit);
         let regexes = re.into_iter().map(|p| (p, OnceLock::new())).collect();
         Ok(PatternSet {
             literals,
@@ -280,13 +271,10 @@ impl PatternSet {
     /// locates phrases for free, for tie-breaks by position.)
     pub fn matches(&self, text: &str, hits: &mut Vec<(usize, usize)>) {
         let mut seen_gates: Vec<usize> = Vec::new();
-        if let Some(ac) = &self.literals {
-            for m in ac.find_overlapping_iter(text) {
-                let p = m.pattern().as_usize();
-                seen_gates.extend(self.gate_of[p]);
-                hits.extend(self.literal_owner[p].iter().map(|&o| (o, m.start())));
-            }
-        }
+        self.literals.for_each_match(text.as_bytes(), |m| {
+            seen_gates.extend(self.gate_of[m.phrase]);
+            hits.extend(self.literal_owner[m.phrase].iter().map(|&o| (o, m.start)));
+        });
         for (i, gates) in self.regex_gates.iter().enumerate() {
             let open = gates.iter().all(|g| seen_gates.contains(g));
             if open && self.regex(i).is_some_and(|re| re.is_match(text)) {

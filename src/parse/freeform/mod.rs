@@ -17,7 +17,7 @@ mod families;
 
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use crate::phrases::PhraseSet;
 
 use super::diag;
 pub use families::{family_in, Family};
@@ -129,7 +129,7 @@ pub(crate) enum Mark {
 
 /// The automaton behind [`NoticeMarks`], and what each of its phrases stands for
 /// (a phrase listed under several roles stands for all of them).
-static NOTICE_PHRASES: LazyLock<(AhoCorasick, Vec<Vec<Mark>>)> = LazyLock::new(|| {
+static NOTICE_PHRASES: LazyLock<(PhraseSet, Vec<Vec<Mark>>)> = LazyLock::new(|| {
     let mut phrases: Vec<String> = Vec::new();
     let mut marks: Vec<Vec<Mark>> = Vec::new();
     let mut add = |phrase: &str, mark: Mark| {
@@ -153,13 +153,7 @@ static NOTICE_PHRASES: LazyLock<(AhoCorasick, Vec<Vec<Mark>>)> = LazyLock::new(|
     for (i, (w, _)) in diag::COMMAND_WORDS.iter().enumerate() {
         add(w, Mark::CommandWord(i));
     }
-    let ac = AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
-        .match_kind(MatchKind::Standard)
-        .kind(Some(AhoCorasickKind::DFA))
-        .build(&phrases)
-        .expect("static notice phrases");
-    (ac, marks)
+    (PhraseSet::new(&phrases), marks)
 });
 
 /// Every place in a text where one of the notice phrases occurs (overlaps
@@ -173,23 +167,23 @@ pub struct NoticeMarks {
 impl NoticeMarks {
     /// Finds the marks in `text` (one pass).
     pub fn find(text: &str) -> NoticeMarks {
-        let (ac, marks) = &*NOTICE_PHRASES;
+        let (phrases, marks) = &*NOTICE_PHRASES;
         let mut hits = Vec::new();
-        for m in ac.find_overlapping_iter(text) {
-            let (start, end) = (m.start(), m.end());
-            for &mark in &marks[m.pattern().as_usize()] {
+        phrases.for_each_match(text.as_bytes(), |m| {
+            for &mark in &marks[m.phrase] {
                 let exact_word = match mark {
                     Mark::CommandWord(w) => {
-                        text.as_bytes()[start..end] == *diag::COMMAND_WORDS[w].0.as_bytes()
+                        text.as_bytes()[m.start..m.end] == *diag::COMMAND_WORDS[w].0.as_bytes()
                     }
                     _ => true,
                 };
                 if exact_word {
-                    hits.push((start, end, mark));
+                    hits.push((m.start, m.end, mark));
                 }
             }
-        }
-        hits.sort_by_key(|h| h.0);
+        });
+        // By start, then end; a phrase's marks stay in their listed order.
+        hits.sort_by_key(|h| (h.0, h.1));
         NoticeMarks { hits }
     }
 
