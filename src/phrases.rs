@@ -190,15 +190,6 @@ impl PhraseSet {
         set
     }
 
-    /// How many phrases the set holds.
-    pub fn len(&self) -> usize {
-        self.phrases.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.phrases.is_empty()
-    }
-
     /// Calls `found` for every occurrence of every phrase in `text`, overlapping
     /// ones included, in no particular order.
     pub fn for_each_match(&self, text: &[u8], mut found: impl FnMut(PhraseMatch)) {
@@ -212,8 +203,7 @@ impl PhraseSet {
         for &phrase in &self.short {
             let needle = &self.phrases[phrase as usize];
             let mut from = 0;
-            while let Some(at) = find_ignore_ascii_case(&text[from..], needle) {
-                let start = from + at;
+            while let Some(start) = find_ignore_ascii_case(text, needle, from) {
                 found(PhraseMatch {
                     start,
                     end: start + needle.len(),
@@ -231,14 +221,6 @@ impl PhraseSet {
                 })
             });
         }
-    }
-
-    /// Every occurrence, ordered by start, then end, then phrase index.
-    pub fn find_all(&self, text: &[u8]) -> Vec<PhraseMatch> {
-        let mut out = Vec::new();
-        self.for_each_match(text, |m| out.push(m));
-        out.sort_unstable();
-        out
     }
 
     /// The phrases whose first bytes hash to `h`, checked against `text` at `start`.
@@ -269,17 +251,24 @@ impl PhraseSet {
     }
 }
 
-/// Byte offset of the first occurrence of `needle` in `text`, ASCII case ignored
-/// (without lower-casing a copy of `text`).
-pub fn find_ignore_ascii_case(text: &[u8], needle: &[u8]) -> Option<usize> {
-    let Some((&first, rest)) = needle.split_first() else {
-        return Some(0);
+/// The first position at or after `from` where `text`, read in ASCII lower case,
+/// has `needle` (lower case), without lower-casing a copy of `text`. Such a position is a
+/// character boundary: `needle` is UTF-8 and its first byte is matched exactly or
+/// as an ASCII letter's other case.
+pub fn find_ignore_ascii_case(text: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    let Some(&first) = needle.first() else {
+        return (from <= text.len()).then_some(from);
     };
-    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), text).find(|&at| {
-        text[at + 1..]
-            .get(..rest.len())
-            .is_some_and(|t| t.eq_ignore_ascii_case(rest))
-    })
+    let last_start = text.len().checked_sub(needle.len())?;
+    let candidates = text.get(from..=last_start)?;
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), candidates)
+        .map(|at| from + at)
+        .find(|&at| {
+            text[at..at + needle.len()]
+                .iter()
+                .zip(needle)
+                .all(|(t, n)| t.to_ascii_lowercase() == *n)
+        })
 }
 
 impl Default for PhraseSet {
@@ -294,6 +283,14 @@ mod tests {
     use super::*;
     use aho_corasick::{AhoCorasickBuilder, MatchKind};
     use proptest::prelude::*;
+
+    /// Every occurrence, ordered by start, then end, then phrase index.
+    fn find_all(set: &PhraseSet, text: &[u8]) -> Vec<PhraseMatch> {
+        let mut out = Vec::new();
+        set.for_each_match(text, |m| out.push(m));
+        out.sort_unstable();
+        out
+    }
 
     /// What Aho-Corasick's overlapping search reports, in the same order (an
     /// empty phrase's matches once per position: it reports some twice).
@@ -321,7 +318,7 @@ mod tests {
         let phrases = ["mailbox full", "box", "MAILBOX", "x f", "", "ユーザ"];
         let set = PhraseSet::new(phrases);
         let text = "Mailbox FULL; ユーザ".as_bytes();
-        let got = set.find_all(text);
+        let got = find_all(&set, text);
         let owned: Vec<String> = phrases.iter().map(|p| p.to_string()).collect();
         assert_eq!(got, reference(&owned, text));
         let names: Vec<&str> = got
@@ -335,7 +332,7 @@ mod tests {
     #[test]
     fn a_phrase_at_the_very_end_and_one_too_long_for_the_rest() {
         let set = PhraseSet::new(["tail", "tails"]);
-        let got = set.find_all(b"a TAIL");
+        let got = find_all(&set, b"a TAIL");
         assert_eq!(
             got,
             [PhraseMatch {
@@ -344,7 +341,7 @@ mod tests {
                 phrase: 0
             }]
         );
-        assert!(set.find_all(b"tai").is_empty());
+        assert!(find_all(&set, b"tai").is_empty());
     }
 
     /// Folding only ASCII letters: `@` and `` ` `` share a bitmap bit but are
@@ -352,20 +349,20 @@ mod tests {
     #[test]
     fn bytes_that_fold_together_in_the_bitmap_do_not_match() {
         let set = PhraseSet::new(["a@bc", "\u{e9}tat"]);
-        assert!(set.find_all(b"a`bc").is_empty());
-        assert!(set.find_all("\u{c9}TAT".as_bytes()).is_empty());
-        assert_eq!(set.find_all(b"A@BC").len(), 1);
+        assert!(find_all(&set, b"a`bc").is_empty());
+        assert!(find_all(&set, "\u{c9}TAT".as_bytes()).is_empty());
+        assert_eq!(find_all(&set, b"A@BC").len(), 1);
     }
 
     #[test]
     fn finds_one_needle_ignoring_case() {
         assert_eq!(
-            find_ignore_ascii_case(b"a </STYLE> </style>", b"</style"),
+            find_ignore_ascii_case(b"a </STYLE> </style>", b"</style", 0),
             Some(2)
         );
-        assert_eq!(find_ignore_ascii_case(b"Tail", b"tail"), Some(0));
-        assert_eq!(find_ignore_ascii_case(b"tai", b"tail"), None);
-        assert_eq!(find_ignore_ascii_case(b"x", b""), Some(0));
+        assert_eq!(find_ignore_ascii_case(b"Tail", b"tail", 0), Some(0));
+        assert_eq!(find_ignore_ascii_case(b"tai", b"tail", 0), None);
+        assert_eq!(find_ignore_ascii_case(b"x", b"", 0), Some(0));
     }
 
     /// Every byte value in every lane, next to neighbours that could carry into it.
@@ -399,7 +396,7 @@ mod tests {
             text in prop::string::string_regex("[abAB@` \u{e9}\u{c9}]{0,80}").unwrap(),
         ) {
             let set = PhraseSet::new(&phrases);
-            prop_assert_eq!(set.find_all(text.as_bytes()), reference(&phrases, text.as_bytes()));
+            prop_assert_eq!(find_all(&set, text.as_bytes()), reference(&phrases, text.as_bytes()));
         }
     }
 }

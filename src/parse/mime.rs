@@ -656,7 +656,7 @@ pub fn html_to_text(html: &str) -> String {
         }
         if is("style") || is("script") {
             let close: &[u8] = if is("style") { b"</style" } else { b"</script" };
-            rest = match find_ignore_ascii_case(after.as_bytes(), close) {
+            rest = match find_ignore_ascii_case(after.as_bytes(), close, 0) {
                 Some(i) => &after[i..],
                 None => "",
             };

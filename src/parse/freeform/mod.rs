@@ -17,7 +17,7 @@ mod families;
 
 use std::sync::LazyLock;
 
-use crate::phrases::PhraseSet;
+use crate::phrases::{find_ignore_ascii_case, PhraseSet};
 
 use super::diag;
 pub use families::{family_in, Family};
@@ -454,7 +454,7 @@ fn find_spread(text: &str, phrase: &str) -> Option<usize> {
     let first = words.next()?;
     let rest: Vec<&str> = words.collect();
     let mut from = 0;
-    'start: while let Some(at) = find_lowered(text.as_bytes(), first.as_bytes(), from) {
+    'start: while let Some(at) = find_ignore_ascii_case(text.as_bytes(), first.as_bytes(), from) {
         from = at + first.len();
         let mut pos = at + first.len();
         for w in &rest {
@@ -479,23 +479,6 @@ fn lowered_starts_with(text: &[u8], word: &[u8]) -> bool {
             .iter()
             .zip(word)
             .all(|(t, w)| t.to_ascii_lowercase() == *w)
-}
-
-/// The first position at or after `from` where `text`, ASCII lower-cased, has
-/// `word` (not empty). Such a position is a character boundary: `word` is UTF-8 and
-/// its first byte is matched exactly or as an ASCII letter's other case.
-fn find_lowered(text: &[u8], word: &[u8], from: usize) -> Option<usize> {
-    let first = *word.first()?;
-    let last_start = text.len().checked_sub(word.len())?;
-    let mut i = from;
-    while i <= last_start {
-        let at = i + memchr::memchr2(first, first.to_ascii_uppercase(), &text[i..=last_start])?;
-        if lowered_starts_with(&text[at..], word) {
-            return Some(at);
-        }
-        i = at + 1;
-    }
-    None
 }
 
 /// Adds one of the recipient's error lines to its text (and notes the command it
