@@ -1,20 +1,29 @@
 //! The processing pipeline: spooled message -> parse + classify -> events log ->
 //! metrics -> advice hand-off -> done marker in the spool.
 //!
-//! Why in this order: the events log is the record of truth, so it is written (and
-//! fsynced) first; metrics and the log line follow; advice gets the message once its
-//! events are durable; the done marker comes last. A crash anywhere before the marker
-//! means the message is processed again after restart (at-least-once), never lost.
+//! Why in this order: the events log is the record of truth, so it is written first;
+//! metrics and the log line follow, then advice; the done marker comes last, and only
+//! once the events log has been synced past the message's lines. A crash anywhere
+//! before the marker is durable means the message is processed again after restart
+//! (at-least-once), never lost.
 //!
 //! Why threads of its own: parsing and classification are CPU work and must not stall
 //! the reactor that serves SMTP. One classification thread per core takes whatever
 //! the spool writer has handed over (a batch: one message at low load, up to
-//! [`MAX_BATCH`] under load), classifies it, appends its events with one fsync,
-//! records metrics, logs, hands off to advice and marks the messages done — all on
-//! the same thread. An earlier design passed each batch through a tokio task, the
-//! blocking pool and an events-writer thread; under load those thread wake-ups cost
-//! about as much CPU as the classification itself. The few async steps (advice
-//! hand-off, quarantine, back-off sleeps) run with the runtime handle's `block_on`.
+//! [`MAX_BATCH`] under load), classifies it, appends its events, records metrics,
+//! logs and hands off to advice — all on the same thread. An earlier design passed
+//! each batch through a tokio task, the blocking pool and an events-writer thread;
+//! under load those thread wake-ups cost about as much CPU as the classification
+//! itself. The few async steps (advice hand-off, quarantine, back-off sleeps) run with
+//! the runtime handle's `block_on`.
+//!
+//! Why done markers wait: they are collected in a [`DoneQueue`] and written every
+//! [`DONE_DELAY`], after one events-log sync covers them all. A sync per batch made
+//! the classification threads sleep in `fdatasync` (and compete with the spool's own
+//! syncs for the disk) several hundred times a second under load; the delay only
+//! means that after a crash up to [`DONE_DELAY`] more of the work is done twice. A recovered message under
+//! suspicion (it was being processed when the daemon died before) is synced and
+//! marked at once: recovery waits for it before it hands over the next one.
 //!
 //! A message whose classification panics, returns nothing, or kept killing the daemon
 //! ([`crate::spool::MAX_ATTEMPTS`]) is quarantined: kept in `spool/quarantine/`,
@@ -27,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{error, info, warn};
 
 use crate::advice::Advisor;
@@ -35,7 +44,7 @@ use crate::events::{self, EventsLog};
 use crate::metrics::{domain_label, status_label, Metrics};
 use crate::model::{Lang, ParsedMessage, ProcessedMessage, Row};
 use crate::rules::RuleSet;
-use crate::spool::{now_micros, rfc3339, Spool, Spooled, MAX_ATTEMPTS};
+use crate::spool::{now_micros, rfc3339, QueueId, Spool, Spooled, MAX_ATTEMPTS};
 use crate::{classify, parse, Shutdown};
 
 /// Turns message bytes into facts and rows: `(raw, rules, language, source)`.
@@ -58,11 +67,45 @@ pub fn classify_one(
 /// others (8 typical DSNs classify in under 1 ms; with 32, scripts/bench-ingest.sh saw
 /// p99 accept -> classified <= 50 ms at 32 sessions, with 8 <= 10 ms).
 const MAX_BATCH: usize = 8;
+/// How long a done marker waits for the events-log sync that covers it (and the
+/// others that arrive meanwhile).
+const DONE_DELAY: Duration = Duration::from_millis(100);
 /// Longest back-off between retries of a failing events-log write or advice hand-off.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The spool writer's hand-over channel, shared by the classification threads.
 type JobQueue = Mutex<mpsc::Receiver<Spooled>>;
+
+/// Messages whose events are written but not yet synced: their done markers wait
+/// here for the next sync (see the module doc).
+#[derive(Default)]
+struct DoneQueue {
+    ids: Mutex<Vec<QueueId>>,
+    /// Wakes the flusher when the queue stops being empty.
+    wake: Notify,
+}
+
+impl DoneQueue {
+    fn push(&self, id: QueueId) {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        ids.push(id);
+        if ids.len() == 1 {
+            self.wake.notify_one();
+        }
+    }
+
+    fn take(&self) -> Vec<QueueId> {
+        std::mem::take(&mut *self.ids.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts back ids whose sync failed, for the next try.
+    fn restore(&self, ids: Vec<QueueId>) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
+    }
+}
 
 /// Everything the pipeline needs.
 pub struct Pipeline {
@@ -86,13 +129,22 @@ impl Pipeline {
     /// returns. Messages not finished stay in the spool.
     pub async fn run(self: Arc<Self>, rx: mpsc::Receiver<Spooled>, stop: Shutdown) {
         let queue = Arc::new(Mutex::new(rx));
+        let done = Arc::new(DoneQueue::default());
         let rt = Handle::current();
+        let (finish_flusher, finish) = oneshot::channel();
+        let flusher = tokio::spawn(self.clone().flush_done_markers(done.clone(), finish));
         let mut threads = Vec::new();
         for i in 0..self.workers.max(1) {
-            let (me, queue, rt, stop) = (self.clone(), queue.clone(), rt.clone(), stop.clone());
+            let (me, queue, done, rt, stop) = (
+                self.clone(),
+                queue.clone(),
+                done.clone(),
+                rt.clone(),
+                stop.clone(),
+            );
             let spawned = std::thread::Builder::new()
                 .name(format!("classify-{i}"))
-                .spawn(move || me.work(&queue, &rt, &stop));
+                .spawn(move || me.work(&queue, &done, &rt, &stop));
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => error!(error = %e, "cannot start a classification thread"),
@@ -109,14 +161,66 @@ impl Pipeline {
         .await;
         // Unblock the spool writer: it drops what it cannot hand over (still on disk).
         drop(queue);
+        let _ = finish_flusher.send(());
+        let _ = flusher.await;
+        // What the threads finished last gets its markers now (or, if this sync
+        // fails, is processed again at the next start).
+        self.sync_and_mark_done(&done).await;
+    }
+
+    /// Every [`DONE_DELAY`] while messages are waiting: one events-log sync, then
+    /// their done markers. Runs until `finish` (after the classification threads have
+    /// stopped); [`Pipeline::run`] then flushes the rest.
+    async fn flush_done_markers(
+        self: Arc<Self>,
+        done: Arc<DoneQueue>,
+        finish: oneshot::Receiver<()>,
+    ) {
+        tokio::pin!(finish);
+        loop {
+            tokio::select! {
+                _ = done.wake.notified() => {}
+                _ = &mut finish => return,
+            }
+            tokio::time::sleep(DONE_DELAY).await;
+            if !self.sync_and_mark_done(&done).await {
+                // The sync failed (logged): try again later, not in a tight loop.
+                tokio::select! {
+                    _ = tokio::time::sleep(MAX_BACKOFF) => done.wake.notify_one(),
+                    _ = &mut finish => return,
+                }
+            }
+        }
+    }
+
+    /// Syncs the events log and writes the done markers waiting in `done`; on a
+    /// failed sync they stay queued. Returns whether the sync succeeded.
+    async fn sync_and_mark_done(&self, done: &DoneQueue) -> bool {
+        let ids = done.take();
+        if ids.is_empty() {
+            return true;
+        }
+        let events = self.events.clone();
+        let synced = tokio::task::spawn_blocking(move || events.sync())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if synced {
+            for id in ids {
+                self.spool.mark_done(id, false);
+            }
+        } else {
+            done.restore(ids);
+        }
+        synced
     }
 
     /// One classification thread: batch after batch until stop or end of input.
-    fn work(&self, queue: &JobQueue, rt: &Handle, stop: &Shutdown) {
+    fn work(&self, queue: &JobQueue, done: &DoneQueue, rt: &Handle, stop: &Shutdown) {
         while let Some(batch) = next_batch(queue, rt, stop) {
             // The classifier's panics are caught per message in `classify`; this guards
             // the thread against anything else, so the pipeline never loses a worker.
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.process(batch, rt, stop))) {
+            let processed = catch_unwind(AssertUnwindSafe(|| self.process(batch, done, rt, stop)));
+            if let Err(panic) = processed {
                 error!(
                     panic = %panic_message(&*panic),
                     "processing a batch failed; its unfinished messages stay in the spool until the next start"
@@ -125,7 +229,7 @@ impl Pipeline {
         }
     }
 
-    fn process(&self, batch: Vec<Spooled>, rt: &Handle, stop: &Shutdown) {
+    fn process(&self, batch: Vec<Spooled>, done: &DoneQueue, rt: &Handle, stop: &Shutdown) {
         let rules = self.rules.borrow().clone();
         let mut lines = Vec::new();
         let mut classified = Vec::with_capacity(batch.len());
@@ -173,9 +277,16 @@ impl Pipeline {
             }) {
                 return;
             }
-            self.spool.mark_done(job.id, false);
-            if let Some(f) = job.finished {
-                let _ = f.send(());
+            match job.finished {
+                // Recovery waits for this one: sync and mark it now.
+                Some(f) => {
+                    if !retry("events log sync", rt, stop, || async { self.events.sync() }) {
+                        return;
+                    }
+                    self.spool.mark_done(job.id, false);
+                    let _ = f.send(());
+                }
+                None => done.push(job.id),
             }
         }
     }

@@ -364,3 +364,27 @@ async fn processed_segments_are_deleted_after_retention() {
     assert_eq!(d.metrics.spool_pending.get(), 0);
     d.stop().await;
 }
+
+/// Done markers wait for the events log's next sync (up to 100 ms after
+/// classification); a graceful stop right after classification must still write
+/// every one, or the next start would process the messages again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_writes_the_done_markers_still_waiting_for_a_sync() {
+    let d = TestDaemon::start(|_| {}).await;
+    let msgs: Vec<Vec<u8>> = (0..6)
+        .map(|i| format!("Subject: bounce {i}\r\n\r\nx\r\n").into_bytes())
+        .collect();
+    let ids: Vec<String> = send_all(&d, msgs, 2)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let rows = d.events_for(&ids).await.len();
+    let dir = d.stop().await;
+    let d = TestDaemon::start_in(dir, |_| {}).await;
+    // Set at start from the markers on disk.
+    assert_eq!(d.metrics.spool_pending.get(), 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(d.events().len(), rows, "nothing was processed twice");
+    d.stop().await;
+}
