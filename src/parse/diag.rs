@@ -225,7 +225,7 @@ pub fn first_address(text: &str) -> Option<(usize, &str)> {
 /// The addresses of [`addresses`], found one at a time.
 fn address_iter(text: &str) -> impl Iterator<Item = (usize, &str)> {
     let mut last_start = None;
-    text.match_indices('@').filter_map(move |(at, _)| {
+    memchr::memchr_iter(b'@', text.as_bytes()).filter_map(move |at| {
         let start = text[..at]
             .char_indices()
             .rev()

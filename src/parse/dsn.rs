@@ -6,10 +6,6 @@
 //! code only in Diagnostic-Code. This parser reads them all the same way and keeps
 //! every field it does not model as an extension.
 
-use std::sync::LazyLock;
-
-use aho_corasick::AhoCorasick;
-
 use super::diag;
 use super::fields::{self, Block};
 use crate::model::{RecipientFacts, StatusCode};
@@ -181,11 +177,25 @@ pub fn better_status(field: Option<StatusCode>, text: Option<StatusCode>) -> Opt
 
 /// True if `text` holds a report pasted into plain text: [`looks_like_report`] of its
 /// field blocks. Most notices have no `Final-Recipient` field at all, and one
-/// prefiltered search for the name says so before the text is split into fields.
+/// search for the name says so before the text is split into fields.
 pub fn holds_report(text: &str) -> bool {
-    static FIELD_NAME: LazyLock<AhoCorasick> =
-        LazyLock::new(|| diag::phrase_automaton(["final-recipient"]));
-    FIELD_NAME.is_match(text) && looks_like_report(&fields::parse_blocks(text))
+    has_final_recipient(text.as_bytes()) && looks_like_report(&fields::parse_blocks(text))
+}
+
+/// Whether `text` has "final-recipient" (ASCII case ignored) anywhere. Why not a
+/// case-ignoring Aho-Corasick search: it is run over every free-form notice and
+/// has to consider each `f` and `F`; the dash is rarer, so the search goes from
+/// dash to dash (vectorised) and checks the words on either side.
+fn has_final_recipient(text: &[u8]) -> bool {
+    const BEFORE: &[u8] = b"final";
+    const AFTER: &[u8] = b"recipient";
+    memchr::memchr_iter(b'-', text).any(|dash| {
+        dash >= BEFORE.len()
+            && text[dash - BEFORE.len()..dash].eq_ignore_ascii_case(BEFORE)
+            && text
+                .get(dash + 1..dash + 1 + AFTER.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(AFTER))
+    })
 }
 
 /// True if `block` looks like a delivery-status group (used to find reports pasted
@@ -200,6 +210,19 @@ pub fn looks_like_report(blocks: &[Block<'_>]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn final_recipient_is_found_as_a_case_ignoring_search_would(
+            text in "(final|FINAL|Final|-|recipient|Recipient|RECIPIENT|x|\u{e9}| )*",
+        ) {
+            let lower = text.to_ascii_lowercase();
+            proptest::prop_assert_eq!(
+                has_final_recipient(text.as_bytes()),
+                lower.contains("final-recipient")
+            );
+        }
+    }
 
     const REPORT: &str = "Reporting-MTA: dns; mx.example.com\nX-Postfix-Queue-ID: 1234\nX-Postfix-Sender: rfc822; neko@example.jp\nArrival-Date: Thu, 29 Apr 2010 23:34:45 +0900\n\nFinal-Recipient: rfc822; bob@example.org\nOriginal-Recipient: rfc822;bob@example.org\nAction: failed\nStatus: 5.1.1\nRemote-MTA: dns; mx.example.org\nDiagnostic-Code: smtp; 550 5.1.1 <bob@example.org>: Recipient address\n    rejected: User unknown (in reply to RCPT TO command)\n\nFinal-Recipient: rfc822; carol@example.org\nAction: delayed\nStatus: 4.0.0\nDiagnostic-Code: smtp; 452 4.2.2 Mailbox full\nFinal-Recipient: rfc822; dave@example.org\nAction: failed\nStatus: 5.0.0\n";
 

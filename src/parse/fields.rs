@@ -36,7 +36,7 @@ fn field_start(line: &str) -> Option<(&str, &str)> {
 pub fn parse_blocks(text: &str) -> Vec<Block<'_>> {
     let mut blocks: Vec<Block<'_>> = Vec::new();
     let mut current: Block<'_> = Vec::new();
-    for raw in text.lines() {
+    for raw in super::lines::lines(text) {
         let line = raw.trim_end_matches('\r');
         if line.trim().is_empty() {
             if !current.is_empty() {

@@ -587,8 +587,8 @@ fn repair_text<'m>(encoded: bool, raw: &'m [u8], text: Cow<'m, str>) -> Cow<'m, 
     }
     // Lossy decoding leaves U+FFFD or the escape bytes behind; a decoder that
     // dropped the ISO-2022-JP escapes leaves plain ASCII ("$B%G%#...") instead.
-    let suspicious = text.contains('\u{fffd}')
-        || text.contains('\u{1b}')
+    let suspicious = memchr::memmem::find(text.as_bytes(), "\u{fffd}".as_bytes()).is_some()
+        || memchr::memchr(0x1b, text.as_bytes()).is_some()
         || (text.is_ascii() && has_jis_escape(raw));
     if !suspicious || raw.is_empty() {
         return text;
@@ -630,12 +630,12 @@ pub fn decode_unlabelled(raw: &[u8]) -> Cow<'_, str> {
 pub fn html_to_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len() / 2);
     let mut rest = html;
-    while let Some(lt) = rest.find('<') {
+    while let Some(lt) = memchr::memchr(b'<', rest.as_bytes()) {
         out.push_str(&rest[..lt]);
         let after = &rest[lt + 1..];
         // The tag runs to its '>'. One never closed runs to the end of the text, less
         // its last character (as it always has: a cut-off "<p" is not a paragraph).
-        let (tag, gt) = match after.find('>') {
+        let (tag, gt) = match memchr::memchr(b'>', after.as_bytes()) {
             Some(g) => (&after[..g], g + 1),
             None => {
                 let last = after.char_indices().next_back().map_or(0, |(i, _)| i);
@@ -668,21 +668,79 @@ pub fn html_to_text(html: &str) -> String {
         rest = after.get(gt..).unwrap_or("");
     }
     out.push_str(rest);
-    // Every entity decoded below starts with '&'.
-    if !out.contains('&') {
-        return out;
+    decode_entities(out)
+}
+
+/// The entities [`html_to_text`] decodes, and what they stand for.
+const ENTITIES: [(&str, &str); 6] = [
+    ("&nbsp;", " "),
+    ("&lt;", "<"),
+    ("&gt;", ">"),
+    ("&quot;", "\""),
+    ("&#39;", "'"),
+    ("&amp;", "&"),
+];
+
+/// Decodes [`ENTITIES`] in one pass. A decoded `&` does not start another entity
+/// ("&amp;lt;" is "&lt;"). Each entity runs from its `&` to its `;` with neither in
+/// between, so two can never overlap and the order they are tried in does not matter.
+fn decode_entities(text: String) -> String {
+    let Some(first) = memchr::memchr(b'&', text.as_bytes()) else {
+        return text;
+    };
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..first]);
+    let mut rest = &text[first..];
+    while let Some(amp) = memchr::memchr(b'&', rest.as_bytes()) {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        match ENTITIES.iter().find(|(e, _)| rest.starts_with(e)) {
+            Some((entity, decoded)) => {
+                out.push_str(decoded);
+                rest = &rest[entity.len()..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
     }
-    out.replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The decoding `decode_entities` replaced: one `replace` per entity, in order.
+    fn decode_entities_by_replace(text: &str) -> String {
+        ENTITIES
+            .iter()
+            .fold(text.to_string(), |t, (entity, decoded)| {
+                t.replace(entity, decoded)
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn entities_decode_as_chained_replaces_did(
+            text in "(&|;|#|39|nbsp|lt|gt|quot|amp|x|\u{e9})*",
+        ) {
+            proptest::prop_assert_eq!(
+                decode_entities(text.clone()),
+                decode_entities_by_replace(&text)
+            );
+        }
+    }
+
+    #[test]
+    fn entities_decode_once() {
+        assert_eq!(
+            decode_entities("a&amp;lt;b &lt;&gt;&quot;&#39;&nbsp;&&x;".into()),
+            "a&lt;b <>\"' &&x;"
+        );
+    }
 
     #[test]
     fn unlabelled_iso_2022_jp_and_shift_jis_decode() {

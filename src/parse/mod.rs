@@ -14,6 +14,7 @@ mod dsn;
 pub mod fields;
 mod freeform;
 mod header;
+pub(crate) mod lines;
 mod mbox;
 pub mod mime;
 mod original;
@@ -459,7 +460,7 @@ fn generating_server(notice: &str) -> Option<String> {
     if !PHRASE.is_match(notice) {
         return None;
     }
-    notice.lines().find_map(|l| {
+    lines::lines(notice).find_map(|l| {
         let t = l.trim();
         let rest = t
             .get(..18)

@@ -97,10 +97,13 @@ fn unwrap_long_lines(text: &str) -> String {
 
 /// Reads the first JSON object in `text` as an SES notification.
 pub fn parse(text: &str) -> SesEvent {
-    let Some(start) = text.find('{') else {
+    let Some(start) = memchr::memchr(b'{', text.as_bytes()) else {
         return SesEvent::None;
     };
-    if !text[start..].contains("notificationType") && !text[start..].contains("eventType") {
+    let json = &text.as_bytes()[start..];
+    if memchr::memmem::find(json, b"notificationType").is_none()
+        && memchr::memmem::find(json, b"eventType").is_none()
+    {
         return SesEvent::None;
     }
     // Mail transport wraps long lines: SNS marks each break with "!" + newline (+ space).

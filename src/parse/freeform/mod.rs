@@ -332,7 +332,7 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
     let mut closed = false;
     let mut offset = begin;
     let body = notice.get(begin..).unwrap_or("");
-    for raw_line in body.split_inclusive('\n') {
+    for raw_line in super::lines::lines_inclusive(body) {
         let line_at = offset;
         offset += raw_line.len();
         let line = raw_line.trim_end_matches(['\r', '\n']);
