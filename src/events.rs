@@ -20,36 +20,26 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use tracing::{error, info};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{ProcessedMessage, Row};
+use crate::json;
+use crate::model::ProcessedMessage;
 
-/// One events-log line.
-#[derive(Serialize)]
-struct EventLine<'a> {
-    #[serde(flatten)]
-    row: &'a Row,
-    queue_id: &'a str,
-    received_at: &'a str,
-    envelope_from: &'a str,
-    envelope_to: &'a [String],
-}
-
-/// Appends the JSON lines for a processed message, newline-terminated, to `out`.
+/// Appends the JSON lines for a processed message, newline-terminated, to `out`:
+/// each row's members, then `queue_id`, `received_at`, `envelope_from` and
+/// `envelope_to`.
 pub fn render_into(msg: &ProcessedMessage, out: &mut Vec<u8>) {
     out.reserve(1024 * msg.rows.len().max(1));
     for row in &msg.rows {
-        let line = EventLine {
-            row,
-            queue_id: &msg.queue_id,
-            received_at: &msg.received_at,
-            envelope_from: &msg.envelope.mail_from,
-            envelope_to: &msg.envelope.rcpt_to,
-        };
-        serde_json::to_writer(&mut *out, &line).expect("rows serialize");
-        out.push(b'\n');
+        out.push(b'{');
+        json::write_row_fields(row, out);
+        let mut more = json::Members::after_others(out);
+        more.str("queue_id", &msg.queue_id);
+        more.str("received_at", &msg.received_at);
+        more.str("envelope_from", &msg.envelope.mail_from);
+        more.str_array("envelope_to", &msg.envelope.rcpt_to);
+        out.extend_from_slice(b"}\n");
     }
 }
 

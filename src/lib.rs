@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod json;
 pub mod metrics;
 pub mod model;
 pub mod parse;

@@ -298,13 +298,16 @@ fn classify_cmd(
     let mut all_rows: Vec<Row> = Vec::new();
     let mut failed = false;
     let mut buf = Vec::new();
+    let mut line = Vec::new();
     let mut emit = |rows: Vec<Row>, out: &mut BufWriter<io::StdoutLock<'_>>| -> Result<()> {
         match format {
             Format::Jsonl => {
+                line.clear();
                 for r in &rows {
-                    serde_json::to_writer(&mut *out, r)?;
-                    out.write_all(b"\n")?;
+                    bouncelens::json::write_row(r, &mut line);
+                    line.push(b'\n');
                 }
+                out.write_all(&line)?;
             }
             Format::Text => {
                 for r in &rows {
