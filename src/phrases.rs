@@ -255,20 +255,32 @@ impl PhraseSet {
 /// has `needle` (lower case), without lower-casing a copy of `text`. Such a position is a
 /// character boundary: `needle` is UTF-8 and its first byte is matched exactly or
 /// as an ASCII letter's other case.
+///
+/// Candidates are found with `memchr` on one byte of the needle: its first ASCII
+/// punctuation byte (`-` in "final-recipient", `<` in "</style"), matched exactly and
+/// rarer in text than any letter; failing that, its first byte in either case.
 pub fn find_ignore_ascii_case(text: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     let Some(&first) = needle.first() else {
         return (from <= text.len()).then_some(from);
     };
     let last_start = text.len().checked_sub(needle.len())?;
-    let candidates = text.get(from..=last_start)?;
-    memchr::memchr2_iter(first, first.to_ascii_uppercase(), candidates)
-        .map(|at| from + at)
-        .find(|&at| {
-            text[at..at + needle.len()]
-                .iter()
-                .zip(needle)
-                .all(|(t, n)| t.to_ascii_lowercase() == *n)
-        })
+    if from > last_start {
+        return None;
+    }
+    let matches_at = |at: usize| {
+        text[at..at + needle.len()]
+            .iter()
+            .zip(needle)
+            .all(|(t, n)| t.to_ascii_lowercase() == *n)
+    };
+    match needle.iter().position(u8::is_ascii_punctuation) {
+        Some(k) => memchr::memchr_iter(needle[k], &text[from + k..=last_start + k])
+            .map(|at| from + at)
+            .find(|&at| matches_at(at)),
+        None => memchr::memchr2_iter(first, first.to_ascii_uppercase(), &text[from..=last_start])
+            .map(|at| from + at)
+            .find(|&at| matches_at(at)),
+    }
 }
 
 impl Default for PhraseSet {
@@ -363,6 +375,24 @@ mod tests {
         assert_eq!(find_ignore_ascii_case(b"Tail", b"tail", 0), Some(0));
         assert_eq!(find_ignore_ascii_case(b"tai", b"tail", 0), None);
         assert_eq!(find_ignore_ascii_case(b"x", b"", 0), Some(0));
+    }
+
+    proptest! {
+        /// Whichever byte the search is anchored on, it finds what a search in a
+        /// lower-cased copy finds.
+        #[test]
+        fn find_ignore_ascii_case_is_a_search_in_the_lowered_text(
+            text in "[aAbB<>/ -]{0,30}",
+            needle in "[ab<>/ -]{1,5}",
+            from in 0usize..32,
+        ) {
+            let lowered = text.to_ascii_lowercase();
+            let expected = lowered.get(from..).and_then(|t| t.find(&needle)).map(|i| from + i);
+            prop_assert_eq!(
+                find_ignore_ascii_case(text.as_bytes(), needle.as_bytes(), from),
+                expected
+            );
+        }
     }
 
     /// Every byte value in every lane, next to neighbours that could carry into it.

@@ -86,8 +86,13 @@ struct DoneQueue {
 }
 
 impl DoneQueue {
+    fn ids(&self) -> std::sync::MutexGuard<'_, Vec<QueueId>> {
+        // A list of ids cannot be left inconsistent by a panic: poisoning is moot.
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn push(&self, id: QueueId) {
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids = self.ids();
         ids.push(id);
         if ids.len() == 1 {
             self.wake.notify_one();
@@ -95,15 +100,12 @@ impl DoneQueue {
     }
 
     fn take(&self) -> Vec<QueueId> {
-        std::mem::take(&mut *self.ids.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *self.ids())
     }
 
     /// Puts back ids whose sync failed, for the next try.
     fn restore(&self, ids: Vec<QueueId>) {
-        self.ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(ids);
+        self.ids().extend(ids);
     }
 }
 

@@ -9,6 +9,7 @@
 use super::diag;
 use super::fields::{self, Block};
 use crate::model::{RecipientFacts, StatusCode};
+use crate::phrases::find_ignore_ascii_case;
 
 /// What a delivery-status body says.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -182,20 +183,12 @@ pub fn holds_report(text: &str) -> bool {
     has_final_recipient(text.as_bytes()) && looks_like_report(&fields::parse_blocks(text))
 }
 
-/// Whether `text` has "final-recipient" (ASCII case ignored) anywhere. Why not a
-/// case-ignoring Aho-Corasick search: it is run over every free-form notice and
-/// has to consider each `f` and `F`; the dash is rarer, so the search goes from
-/// dash to dash (vectorised) and checks the words on either side.
+/// Whether `text` has "final-recipient" (ASCII case ignored) anywhere: run over
+/// every free-form notice, so found from dash to dash (see
+/// [`find_ignore_ascii_case`]) rather than by a case-ignoring Aho-Corasick search,
+/// which has to consider each `f` and `F`.
 fn has_final_recipient(text: &[u8]) -> bool {
-    const BEFORE: &[u8] = b"final";
-    const AFTER: &[u8] = b"recipient";
-    memchr::memchr_iter(b'-', text).any(|dash| {
-        dash >= BEFORE.len()
-            && text[dash - BEFORE.len()..dash].eq_ignore_ascii_case(BEFORE)
-            && text
-                .get(dash + 1..dash + 1 + AFTER.len())
-                .is_some_and(|w| w.eq_ignore_ascii_case(AFTER))
-    })
+    find_ignore_ascii_case(text, b"final-recipient", 0).is_some()
 }
 
 /// True if `block` looks like a delivery-status group (used to find reports pasted
