@@ -42,26 +42,48 @@ impl StatusCode {
     /// The code must stand alone (not be part of an IP address or version number).
     pub fn find_in(text: &str) -> Option<StatusCode> {
         let bytes = text.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            let c = bytes[i];
-            if matches!(c, b'2' | b'4' | b'5')
-                && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.'))
-            {
-                let rest = &text[i..];
-                let end = rest
-                    .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
-                    .unwrap_or(rest.len());
-                let candidate = rest[..end].trim_end_matches('.');
-                if let Ok(code) = candidate.parse::<StatusCode>() {
-                    return Some(code);
-                }
-                i += end.max(1);
-                continue;
+        // Only a 2, 4 or 5 can start a code: memchr skips the letters between them. A
+        // candidate inside a number ("12.5.1.1") has a digit or dot before it and is
+        // refused like the number's own start was.
+        memchr::memchr3_iter(b'2', b'4', b'5', bytes).find_map(|i| {
+            if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.') {
+                return None;
             }
-            i += 1;
+            let rest = &bytes[i..];
+            let end = rest
+                .iter()
+                .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+                .unwrap_or(rest.len());
+            let mut candidate = &rest[..end];
+            while let Some(shorter) = candidate.strip_suffix(b".") {
+                candidate = shorter;
+            }
+            StatusCode::parse_bytes(candidate)
+        })
+    }
+
+    /// The strict form of [`FromStr`] without an error value: `class.subject.detail`,
+    /// class 2/4/5, subject and detail 1 to 3 digits, nothing else.
+    fn parse_bytes(s: &[u8]) -> Option<StatusCode> {
+        let mut parts = s.split(|b| *b == b'.');
+        let (Some(c), Some(sub), Some(det), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let number = |p: &[u8], max: usize| {
+            (!p.is_empty() && p.len() <= max && p.iter().all(u8::is_ascii_digit))
+                .then(|| p.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')))
+        };
+        let class = number(c, 1)?;
+        if !matches!(class, 2 | 4 | 5) {
+            return None;
         }
-        None
+        Some(StatusCode {
+            class: class as u8,
+            subject: number(sub, 3)?,
+            detail: number(det, 3)?,
+        })
     }
 }
 
@@ -82,28 +104,7 @@ impl FromStr for StatusCode {
     /// Strict: `class.subject.detail`, class 2/4/5, subject and detail at most 3 digits
     /// (RFC 3463), no surrounding text.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadStatusCode(s.to_string());
-        let mut parts = s.split('.');
-        let (Some(c), Some(sub), Some(det), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
-        };
-        let digits = |p: &str, max: usize| {
-            !p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_digit())
-        };
-        if !(digits(c, 1) && digits(sub, 3) && digits(det, 3)) {
-            return Err(bad());
-        }
-        let class: u8 = c.parse().map_err(|_| bad())?;
-        if !matches!(class, 2 | 4 | 5) {
-            return Err(bad());
-        }
-        Ok(StatusCode {
-            class,
-            subject: sub.parse().map_err(|_| bad())?,
-            detail: det.parse().map_err(|_| bad())?,
-        })
+        StatusCode::parse_bytes(s.as_bytes()).ok_or_else(|| BadStatusCode(s.to_string()))
     }
 }
 
@@ -516,6 +517,39 @@ pub struct ProcessedMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte loop [`StatusCode::find_in`] was before it used memchr.
+    fn find_in_by_bytes(text: &str) -> Option<StatusCode> {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if matches!(c, b'2' | b'4' | b'5')
+                && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.'))
+            {
+                let rest = &text[i..];
+                let end = rest
+                    .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+                    .unwrap_or(rest.len());
+                if let Ok(code) = rest[..end].trim_end_matches('.').parse::<StatusCode>() {
+                    return Some(code);
+                }
+                i += end.max(1);
+                continue;
+            }
+            i += 1;
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_in_agrees_with_the_byte_loop(
+            text in "([0-9a-z. ;:-]{0,3}[245][.][0-9]{0,4}[.][0-9]{0,4}[.a-z ]{0,2}){0,6}"
+        ) {
+            proptest::prop_assert_eq!(StatusCode::find_in(&text), find_in_by_bytes(&text));
+        }
+    }
 
     #[test]
     fn status_code_parses_strictly() {

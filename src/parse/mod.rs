@@ -21,6 +21,7 @@ mod original;
 mod ses;
 mod transfer;
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
@@ -115,10 +116,10 @@ impl<'a> TopHeaders<'a> {
 
 fn parse_parts(parts: &mime::BounceParts<'_>) -> ParsedMessage {
     let top = TopHeaders::read(&parts.top);
-    let notice: String = match parts.notices.len() {
-        0 => String::new(),
-        1 => parts.notices[0].to_string(),
-        _ => parts.notices.join("\n"),
+    let notice: Cow<'_, str> = match parts.notices.len() {
+        0 => Cow::Borrowed(""),
+        1 => Cow::Borrowed(&parts.notices[0]),
+        _ => Cow::Owned(parts.notices.join("\n")),
     };
     let mut out = ParsedMessage::default();
     let mut addressed_to = Vec::new();
@@ -517,10 +518,10 @@ fn has_error_words(text: &str) -> bool {
 
 fn notice_text(scan: &freeform::NoticeScan, notice: &str) -> Option<String> {
     let text = if scan.section.is_empty() {
-        diag::squash_whitespace(diag::bounded(notice, NOTICE_MAX * 2))
+        let squashed = diag::squash_whitespace(diag::bounded(notice, NOTICE_MAX * 2));
+        diag::bounded(&squashed, NOTICE_MAX).to_string()
     } else {
-        scan.section.clone()
+        diag::bounded(&scan.section, NOTICE_MAX).to_string()
     };
-    let text = diag::bounded(&text, NOTICE_MAX).to_string();
     (!text.is_empty()).then_some(text)
 }
