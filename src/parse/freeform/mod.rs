@@ -192,11 +192,17 @@ impl NoticeMarks {
         self.hits.iter().copied()
     }
 
-    /// The marks that start in `range`, as `(start, end, mark)`.
-    fn within(&self, range: std::ops::Range<usize>) -> &[(usize, usize, Mark)] {
-        let from = self.hits.partition_point(|h| h.0 < range.start);
-        let to = from + self.hits[from..].partition_point(|h| h.0 < range.end);
-        &self.hits[from..to]
+    /// The marks that start in `range`, as `(start, end, mark)`. The notice is read
+    /// line by line in order, so each call goes on from where the previous one
+    /// stopped (`cursor`) instead of searching the whole list again.
+    fn within(&self, cursor: &mut usize, range: std::ops::Range<usize>) -> &[(usize, usize, Mark)] {
+        let hits = &self.hits;
+        while hits.get(*cursor).is_some_and(|h| h.0 < range.start) {
+            *cursor += 1;
+        }
+        let from = *cursor;
+        let len = hits[from..].iter().take_while(|h| h.0 < range.end).count();
+        &hits[from..from + len]
     }
 }
 
@@ -211,8 +217,15 @@ struct LineMarks {
 }
 
 impl LineMarks {
-    /// `line` starts at byte `at` of the text `marks` were found in.
-    fn of(marks: &NoticeMarks, at: usize, line: &str, family: usize) -> LineMarks {
+    /// `line` starts at byte `at` of the text `marks` were found in, after the
+    /// lines `cursor` has gone past (see [`NoticeMarks::within`]).
+    fn of(
+        marks: &NoticeMarks,
+        cursor: &mut usize,
+        at: usize,
+        line: &str,
+        family: usize,
+    ) -> LineMarks {
         let mut out = LineMarks {
             original: false,
             end: false,
@@ -221,7 +234,7 @@ impl LineMarks {
         // The earliest command phrase (on ties the first listed), else the words.
         let mut phrase: Option<(usize, usize)> = None;
         let mut words = Vec::new();
-        for &(start, end, mark) in marks.within(at..at + line.len()) {
+        for &(start, end, mark) in marks.within(cursor, at..at + line.len()) {
             match mark {
                 Mark::Original => out.original = true,
                 Mark::End(f) if f == family => out.end = true,
@@ -331,6 +344,7 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
     let mut pending: Vec<(&str, Option<&'static str>)> = Vec::new();
     let mut closed = false;
     let mut offset = begin;
+    let mut marks_cursor = 0;
     let body = notice.get(begin..).unwrap_or("");
     for raw_line in super::lines::lines_inclusive(body) {
         let line_at = offset;
@@ -338,7 +352,7 @@ pub fn scan(notice: &str, marks: &NoticeMarks, family: &Family) -> NoticeScan {
         let line = raw_line.trim_end_matches(['\r', '\n']);
         let trimmed = line.trim();
         let trimmed_at = line_at + (trimmed.as_ptr() as usize - line.as_ptr() as usize);
-        let line_marks = LineMarks::of(marks, trimmed_at, trimmed, family_index);
+        let line_marks = LineMarks::of(marks, &mut marks_cursor, trimmed_at, trimmed, family_index);
         let original_start = line_marks.original || starts_original_headers(line);
         if original_start && (!out.recipients.is_empty() || section_raw > 0) {
             out.original_at = Some(line_at);
