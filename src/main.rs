@@ -127,7 +127,7 @@ enum Command {
 /// The `mimalloc` crate's allocator calls `mi_malloc_aligned` for every allocation,
 /// ~50 instructions where `mi_malloc` takes ~20; almost every allocation here asks for
 /// an alignment `mi_malloc` always gives, so [`Mimalloc`] calls the plain functions for
-/// those (−2 % of the instructions of `classify` over the 10x corpus).
+/// those (about −3 % of the instructions of `classify` over the 10x corpus).
 #[global_allocator]
 static ALLOCATOR: Mimalloc = Mimalloc;
 
