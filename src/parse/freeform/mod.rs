@@ -281,7 +281,7 @@ fn recipient_on_line<'a>(line: &'a str, cues: &[&str]) -> Option<(&'a str, &'a s
     let after_start = start + addr.len();
     // "User's mailbox is full: <bob@example.org>": a failure phrase ending in the address.
     let ends_line = lower_before.ends_with(':')
-        && FAILURE_WORDS.iter().any(|w| lower_before.contains(w))
+        && has_failure_word(lower_before.as_bytes())
         && line.get(after_start..).is_some_and(|r| {
             r.trim_matches(|c: char| c.is_whitespace() || ">.)]\"',;".contains(c))
                 .is_empty()
@@ -296,6 +296,18 @@ fn recipient_on_line<'a>(line: &'a str, cues: &[&str]) -> Option<(&'a str, &'a s
         .trim_start_matches([':', '.'])
         .trim();
     Some((addr, rest))
+}
+
+/// Whether `text` (lower case) contains one of [`FAILURE_WORDS`]. The searchers are
+/// built once: building one per word and line cost more than the searches.
+fn has_failure_word(text: &[u8]) -> bool {
+    static FINDERS: LazyLock<Vec<memchr::memmem::Finder<'static>>> = LazyLock::new(|| {
+        FAILURE_WORDS
+            .iter()
+            .map(|w| memchr::memmem::Finder::new(w.as_bytes()))
+            .collect()
+    });
+    FINDERS.iter().any(|f| f.find(text).is_some())
 }
 
 /// Lines that repeat what every bounce says and carry no cause; left out of a
