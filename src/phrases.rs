@@ -251,6 +251,18 @@ impl PhraseSet {
     }
 }
 
+/// One substring searcher per word (case and all), for a fixed word list kept in a
+/// `LazyLock`: lists searched in every notice, where `str::contains` would build a
+/// new searcher per word and call.
+pub fn searchers<'w>(
+    words: impl IntoIterator<Item = &'w str>,
+) -> Vec<memchr::memmem::Finder<'static>> {
+    words
+        .into_iter()
+        .map(|w| memchr::memmem::Finder::new(w.as_bytes()).into_owned())
+        .collect()
+}
+
 /// The first position at or after `from` where `text`, read in ASCII lower case,
 /// has `needle` (lower case), without lower-casing a copy of `text`. Such a position is a
 /// character boundary: `needle` is UTF-8 and its first byte is matched exactly or

@@ -156,12 +156,8 @@ pub fn smtp_command(text: &str) -> Option<&'static str> {
 /// automaton that visits every byte. (No word overlaps itself, so the search for
 /// non-overlapping occurrences finds them all.)
 fn command_words_in(text: &[u8]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-    static WORDS: LazyLock<Vec<memchr::memmem::Finder<'static>>> = LazyLock::new(|| {
-        COMMAND_WORDS
-            .iter()
-            .map(|(w, _)| memchr::memmem::Finder::new(w.as_bytes()))
-            .collect()
-    });
+    static WORDS: LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+        LazyLock::new(|| crate::phrases::searchers(COMMAND_WORDS.iter().map(|(w, _)| *w)));
     WORDS.iter().enumerate().flat_map(move |(w, finder)| {
         finder
             .find_iter(text)

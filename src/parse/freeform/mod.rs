@@ -298,15 +298,11 @@ fn recipient_on_line<'a>(line: &'a str, cues: &[&str]) -> Option<(&'a str, &'a s
     Some((addr, rest))
 }
 
-/// Whether `text` (lower case) contains one of [`FAILURE_WORDS`]. The searchers are
-/// built once: building one per word and line cost more than the searches.
+/// Whether `text` (lower case) contains one of [`FAILURE_WORDS`] (searchers built
+/// once, see [`crate::phrases::searchers`]).
 fn has_failure_word(text: &[u8]) -> bool {
-    static FINDERS: LazyLock<Vec<memchr::memmem::Finder<'static>>> = LazyLock::new(|| {
-        FAILURE_WORDS
-            .iter()
-            .map(|w| memchr::memmem::Finder::new(w.as_bytes()))
-            .collect()
-    });
+    static FINDERS: LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+        LazyLock::new(|| crate::phrases::searchers(FAILURE_WORDS.iter().copied()));
     FINDERS.iter().any(|f| f.find(text).is_some())
 }
 
