@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use crate::model::StatusCode;
+use crate::phrases::PhraseSet;
 
 /// The first SMTP reply code (`2xx`/`4xx`/`5xx`, second digit 0-5) standing alone in
 /// `text`: not part of a longer number, an IP address, a date or a status code.
@@ -143,10 +144,10 @@ pub(crate) const COMMAND_WORDS: &[(&str, &str)] = &[
 
 /// The SMTP command `text` says was rejected (`RCPT`, `DATA`, ...).
 pub fn smtp_command(text: &str) -> Option<&'static str> {
-    static PHRASES: LazyLock<AhoCorasick> =
-        LazyLock::new(|| phrase_automaton(COMMAND_PHRASES.iter().map(|(p, _)| *p)));
-    if let Some(m) = PHRASES.find(text) {
-        return Some(COMMAND_PHRASES[m.pattern().as_usize()].1);
+    static PHRASES: LazyLock<PhraseSet> =
+        LazyLock::new(|| PhraseSet::new(COMMAND_PHRASES.iter().map(|(p, _)| *p)));
+    if let Some(m) = PHRASES.leftmost_first(text.as_bytes()) {
+        return Some(COMMAND_PHRASES[m.phrase].1);
     }
     command_from_words(text.as_bytes(), command_words_in(text.as_bytes()))
 }
@@ -155,7 +156,7 @@ pub fn smtp_command(text: &str) -> Option<&'static str> {
 /// Five upper-case words, each found by memchr's substring search: cheaper than one
 /// automaton that visits every byte. (No word overlaps itself, so the search for
 /// non-overlapping occurrences finds them all.)
-fn command_words_in(text: &[u8]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+pub(crate) fn command_words_in(text: &[u8]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
     static WORDS: LazyLock<Vec<memchr::memmem::Finder<'static>>> =
         LazyLock::new(|| crate::phrases::searchers(COMMAND_WORDS.iter().map(|(w, _)| *w)));
     WORDS.iter().enumerate().flat_map(move |(w, finder)| {

@@ -27,6 +27,7 @@ use std::sync::LazyLock;
 use aho_corasick::AhoCorasick;
 
 use crate::model::{MessageKind, ParsedMessage, RecipientFacts, StatusCode};
+use crate::phrases::find_ignore_ascii_case;
 use header::HeaderBlock;
 pub use mbox::split_mbox;
 
@@ -454,13 +455,9 @@ fn finish(mut out: ParsedMessage) -> ParsedMessage {
 
 /// Exchange's "Generating server: host" line: the server that wrote the NDR.
 fn generating_server(notice: &str) -> Option<String> {
-    // Most notices have no such line: one prefiltered search for the phrase rules
-    // that out before the notice is read line by line.
-    static PHRASE: LazyLock<AhoCorasick> =
-        LazyLock::new(|| diag::phrase_automaton(["generating server:"]));
-    if !PHRASE.is_match(notice) {
-        return None;
-    }
+    // Most notices have no such line: one search for the phrase rules that out
+    // before the notice is read line by line.
+    find_ignore_ascii_case(notice.as_bytes(), b"generating server:", 0)?;
     lines::lines(notice).find_map(|l| {
         let t = l.trim();
         let rest = t

@@ -9,9 +9,10 @@
 //! with the generic markers, which is how new formats degrade gracefully.
 //!
 //! Everything the reading looks for by phrase (the families' detect and end
-//! markers, the markers of a pasted original, the SMTP command phrases and words)
-//! is found in one Aho-Corasick pass over the notice ([`NoticeMarks`]); the line by
-//! line reading then only consults that list, instead of searching each line again.
+//! markers, the markers of a pasted original, the SMTP command phrases) is found
+//! in one pass of a [`PhraseSet`] over the notice, and the upper-case SMTP command
+//! words by their own searches ([`NoticeMarks`]); the line by line reading then
+//! only consults that list, instead of searching each line again.
 
 mod families;
 
@@ -122,12 +123,12 @@ pub(crate) enum Mark {
     Original,
     /// A [`diag::COMMAND_PHRASES`] entry.
     CommandPhrase(usize),
-    /// A [`diag::COMMAND_WORDS`] entry (matched here without case; the case is
-    /// checked against the text).
+    /// A [`diag::COMMAND_WORDS`] entry (found with its case, apart from the
+    /// phrase set).
     CommandWord(usize),
 }
 
-/// The automaton behind [`NoticeMarks`], and what each of its phrases stands for
+/// The phrase set behind [`NoticeMarks`], and what each of its phrases stands for
 /// (a phrase listed under several roles stands for all of them).
 static NOTICE_PHRASES: LazyLock<(PhraseSet, Vec<Vec<Mark>>)> = LazyLock::new(|| {
     let mut phrases: Vec<String> = Vec::new();
@@ -150,9 +151,6 @@ static NOTICE_PHRASES: LazyLock<(PhraseSet, Vec<Vec<Mark>>)> = LazyLock::new(|| 
     for (i, (p, _)) in diag::COMMAND_PHRASES.iter().enumerate() {
         add(p, Mark::CommandPhrase(i));
     }
-    for (i, (w, _)) in diag::COMMAND_WORDS.iter().enumerate() {
-        add(w, Mark::CommandWord(i));
-    }
     (PhraseSet::new(&phrases), marks)
 });
 
@@ -170,18 +168,13 @@ impl NoticeMarks {
         let (phrases, marks) = &*NOTICE_PHRASES;
         let mut hits = Vec::new();
         phrases.for_each_match(text.as_bytes(), |m| {
-            for &mark in &marks[m.phrase] {
-                let exact_word = match mark {
-                    Mark::CommandWord(w) => {
-                        text.as_bytes()[m.start..m.end] == *diag::COMMAND_WORDS[w].0.as_bytes()
-                    }
-                    _ => true,
-                };
-                if exact_word {
-                    hits.push((m.start, m.end, mark));
-                }
-            }
+            hits.extend(marks[m.phrase].iter().map(|&mark| (m.start, m.end, mark)));
         });
+        // The command words count only in upper case: searched for as they are.
+        hits.extend(
+            diag::command_words_in(text.as_bytes())
+                .map(|(start, end, w)| (start, end, Mark::CommandWord(w))),
+        );
         // By start, then end; a phrase's marks stay in their listed order.
         hits.sort_by_key(|h| (h.0, h.1));
         NoticeMarks { hits }
