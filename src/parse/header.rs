@@ -7,7 +7,7 @@
 //! classifier does. This reader only finds where each field is (one `memchr` pass per
 //! line, no allocation per field); values are interpreted on demand, with
 //! mail-parser's own field parsers (RFC 2047 words, Content-Type, Message-ID), for the
-//! few fields we keep.
+//! few fields we keep (a plain Content-Type is read by [`super::content_type`]).
 //!
 //! The block is split the way mail-parser splits it, so both see the same fields:
 //! leading blanks before a name are skipped, a line with no colon is skipped, a line
@@ -188,7 +188,11 @@ impl<'a> HeaderBlock<'a> {
 
     /// The parsed `Content-Type`, if the block has one that parses.
     pub fn content_type(&self) -> Option<ContentType<'a>> {
-        match MessageStream::new(self.raw("Content-Type")?).parse_content_type() {
+        let raw = self.raw("Content-Type")?;
+        if let Some(ct) = super::content_type::simple(raw) {
+            return Some(ct);
+        }
+        match MessageStream::new(raw).parse_content_type() {
             HeaderValue::ContentType(ct) => Some(ct),
             _ => None,
         }

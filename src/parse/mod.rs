@@ -9,6 +9,7 @@
 
 mod arf;
 mod autoreply;
+mod content_type;
 pub mod diag;
 mod dsn;
 pub mod fields;
