@@ -153,17 +153,33 @@ pub fn smtp_command(text: &str) -> Option<&'static str> {
 }
 
 /// Every occurrence of a [`COMMAND_WORDS`] word in `text`, as `(start, end, word)`.
-/// Five upper-case words, each found by memchr's substring search: cheaper than one
-/// automaton that visits every byte. (No word overlaps itself, so the search for
-/// non-overlapping occurrences finds them all.)
+/// Five upper-case words, found together by one packed (Teddy) SIMD pass where the
+/// CPU has one, else each by memchr's substring search; either is cheaper than an
+/// automaton that visits every byte. (No word overlaps itself or another, so the
+/// search for non-overlapping occurrences finds them all.)
 pub(crate) fn command_words_in(text: &[u8]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    static PACKED: LazyLock<Option<aho_corasick::packed::Searcher>> = LazyLock::new(|| {
+        aho_corasick::packed::Searcher::new(COMMAND_WORDS.iter().map(|(w, _)| *w))
+    });
     static WORDS: LazyLock<Vec<memchr::memmem::Finder<'static>>> =
         LazyLock::new(|| crate::phrases::searchers(COMMAND_WORDS.iter().map(|(w, _)| *w)));
-    WORDS.iter().enumerate().flat_map(move |(w, finder)| {
-        finder
-            .find_iter(text)
-            .map(move |start| (start, start + finder.needle().len(), w))
-    })
+    let packed = PACKED.as_ref();
+    let mut from = 0;
+    let together = std::iter::from_fn(move || {
+        let m = packed?.find_in(text, aho_corasick::Span::from(from..text.len()))?;
+        from = m.end();
+        Some((m.start(), m.end(), m.pattern().as_usize()))
+    });
+    let one_by_one = WORDS
+        .iter()
+        .enumerate()
+        .filter(move |_| packed.is_none())
+        .flat_map(move |(w, finder)| {
+            finder
+                .find_iter(text)
+                .map(move |start| (start, start + finder.needle().len(), w))
+        });
+    together.chain(one_by_one)
 }
 
 /// The command named by [`COMMAND_WORDS`] matches `(start, end, word)` in `text`
@@ -297,13 +313,14 @@ pub fn strip_continuations(text: &str) -> std::borrow::Cow<'_, str> {
         return Cow::Borrowed(text);
     };
     let code = code.to_string();
-    let marker = format!("{code}-");
-    let Some(first) = text.find(&marker).or_else(|| text.find(&code)) else {
+    // The first `NNN-`: found from the dashes, which are few.
+    let bytes = text.as_bytes();
+    let Some(first) = memchr::memchr_iter(b'-', bytes)
+        .filter_map(|dash| dash.checked_sub(code.len()))
+        .find(|&at| bytes[at..].starts_with(code.as_bytes()))
+    else {
         return Cow::Borrowed(text);
     };
-    if !text.contains(&marker) {
-        return Cow::Borrowed(text);
-    }
     let keep_until = first + code.len() + 1;
     let mut out = String::with_capacity(text.len());
     out.push_str(&text[..keep_until.min(text.len())]);
