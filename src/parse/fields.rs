@@ -19,15 +19,13 @@ pub type Block<'a> = Vec<Field<'a>>;
 /// True if `line` looks like the start of a field: a token of printable ASCII
 /// (no spaces) followed by a colon.
 fn field_start(line: &str) -> Option<(&str, &str)> {
-    let colon = line.find(':')?;
-    let name = line.get(..colon)?;
-    if name.is_empty()
-        || name.len() > 76
-        || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-    {
-        return None;
-    }
-    Some((name, line.get(colon + 1..).unwrap_or("")))
+    // One pass that stops at the colon, or as soon as the name cannot be one.
+    let colon = line
+        .bytes()
+        .take(77)
+        .position(|b| b == b':' || !b.is_ascii_graphic())
+        .filter(|&i| i > 0 && line.as_bytes()[i] == b':')?;
+    Some((&line[..colon], &line[colon + 1..]))
 }
 
 /// Splits `text` into blocks of fields. Lines that are neither a field nor a
