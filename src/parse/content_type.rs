@@ -197,6 +197,7 @@ mod tests {
             b" message/delivery-status\r\n",
             b" text/plain;\r\n",
             b" multipart/mixed;\n boundary=----=_Part_1_2.3\n",
+            b" multipart/alternative; boundary=\" a\tb \" ; x=y\r\n",
         ] {
             let got = simple(raw);
             assert!(got.is_some(), "{raw:?}");
