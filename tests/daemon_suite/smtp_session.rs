@@ -117,8 +117,12 @@ async fn junk_and_out_of_order_commands_are_refused_then_the_session_is_closed()
         (421, "4.7.0 Too many errors, closing connection")
     );
     assert!(c.closed().await);
-    let m = d.sessions("rejected");
-    assert_eq!(m, 1);
+    // The session is counted once its socket is closed, so the client can see the
+    // close first: wait for the count (this assertion was flaky without it).
+    wait_for("the rejected session to be counted", || {
+        (d.sessions("rejected") == 1).then_some(())
+    })
+    .await;
     // The daemon still serves others.
     let mut c2 = d.client().await;
     c2.expect("EHLO client.test", 250).await;
@@ -237,8 +241,10 @@ async fn idle_clients_are_timed_out() {
     c.send(b"Subject: half a message\r\n").await;
     assert_eq!(c.reply().await.0, 421);
     assert!(c.closed().await);
-    let t = d.sessions("timeout");
-    assert_eq!(t, 2);
+    wait_for("both timed-out sessions to be counted", || {
+        (d.sessions("timeout") == 2).then_some(())
+    })
+    .await;
     d.stop().await;
 }
 
