@@ -43,13 +43,19 @@ BL_RATE=$(echo "$MSGS / $best" | bc -l)
 printf 'bouncelens: %d files, %d messages, best of 3: %.3f s on one core = %.0f messages/s\n' "$FILES" "$MSGS" "$best" "$BL_RATE"
 
 if perl -MSisimai -e1 2>/dev/null; then
-  # Sisimai over one copy (it is slow), also pinned to one core.
-  t0=$(now)
-  taskset -c 0 perl -MSisimai -e 'my $n = 0; for my $f (@ARGV) { my $v = Sisimai->make($f); $n += $v ? scalar @$v : 0 } print STDERR "sisimai rows: $n\n"' "$WORK"/x1/* 
-  t1=$(now)
-  s=$(echo "$t1 - $t0" | bc -l)
+  # Sisimai over one copy (it is slow), also pinned to one core, best of 3 like ours
+  # (one run of each is at the mercy of a noisy neighbour).
+  si_best=""
+  for run in 1 2 3; do
+    t0=$(now)
+    taskset -c 0 perl -MSisimai -e 'my $n = 0; for my $f (@ARGV) { my $v = Sisimai->make($f); $n += $v ? scalar @$v : 0 } print STDERR "sisimai rows: $n\n"' "$WORK"/x1/* 2>"$WORK/sisimai.err"
+    t1=$(now)
+    s=$(echo "$t1 - $t0" | bc -l)
+    if [ -z "$si_best" ] || [ "$(echo "$s < $si_best" | bc -l)" = 1 ]; then si_best=$s; fi
+  done
+  cat "$WORK/sisimai.err" >&2
   SI_MSGS=$((MSGS / COPIES))
-  SI_RATE=$(echo "$SI_MSGS / $s" | bc -l)
-  printf 'sisimai %s: %d messages in %.3f s on one core = %.0f messages/s\n' "$(perl -MSisimai -e 'print $Sisimai::VERSION')" "$SI_MSGS" "$s" "$SI_RATE"
+  SI_RATE=$(echo "$SI_MSGS / $si_best" | bc -l)
+  printf 'sisimai %s: %d messages, best of 3: %.3f s on one core = %.0f messages/s\n' "$(perl -MSisimai -e 'print $Sisimai::VERSION')" "$SI_MSGS" "$si_best" "$SI_RATE"
   printf 'ratio bouncelens/sisimai: %.1fx\n' "$(echo "$BL_RATE / $SI_RATE" | bc -l)"
 fi
